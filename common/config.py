@@ -1,0 +1,336 @@
+"""Validated run configuration.
+
+Flower hands apps a flat, kebab-case `run_config` dict (from `[tool.flwr.app.config]` plus
+`--run-config` overrides). `RunConfig.from_flower` turns it into typed, frozen dataclasses and
+reports *every* problem at once (Opacus-validator style), each with the value to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from common.errors import ConfigError
+
+PRIVACY_MODES = ("sample-dp", "client-dp", "none")
+STRATEGIES = ("fedavg", "fedprox", "fedadam")
+PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
+ACCOUNTANTS = ("rdp", "prv")
+CLIPPINGS = ("flat", "ghost")
+MODELS = ("auto", "cnn", "gru", "lstm", "mlp")
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """How a site protects its data.
+
+    mode:
+      * ``sample-dp``: DP-SGD (Opacus) at every site, per-site (epsilon, delta) budget.
+      * ``client-dp``: client-side update clipping, Gaussian noise added by the server after
+        secure aggregation (Flower's DP wrappers); guarantees are per participating site.
+      * ``none``: no differential privacy. Only when named; reported as such everywhere.
+    """
+
+    mode: str = "sample-dp"
+    epsilon: float = 8.0
+    delta: float = 1e-4
+    max_grad_norm: float = 1.0
+    accountant: str = "rdp"
+    clipping: str = "ghost"
+    client_noise_multiplier: float = 0.5
+
+    @property
+    def is_private(self) -> bool:
+        return self.mode != "none"
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.mode not in PRIVACY_MODES:
+            out.append(f"privacy-mode={self.mode!r} is unknown; use one of {', '.join(PRIVACY_MODES)}.")
+        if self.mode == "sample-dp":
+            if not _finite(self.epsilon) or self.epsilon <= 0:
+                out.append(f"epsilon={self.epsilon} must be a positive number (e.g. epsilon=8).")
+            if not _finite(self.delta) or not 0 < self.delta < 1:
+                out.append(f"delta={self.delta} must be in (0, 1), typically below 1/number-of-records (e.g. 1e-5).")
+            if self.accountant not in ACCOUNTANTS:
+                out.append(f"accountant={self.accountant!r} is unknown; use 'rdp' or 'prv'.")
+            if self.clipping not in CLIPPINGS:
+                out.append(f"clipping={self.clipping!r} is unknown; use 'flat' or 'ghost'.")
+        if self.mode in ("sample-dp", "client-dp"):
+            if not _finite(self.max_grad_norm) or self.max_grad_norm <= 0:
+                out.append(f"max-grad-norm={self.max_grad_norm} must be a positive number (e.g. 1.0).")
+        if self.mode == "client-dp":
+            if not _finite(self.client_noise_multiplier) or self.client_noise_multiplier < 0:
+                out.append(
+                    f"client-noise-multiplier={self.client_noise_multiplier} must be >= 0 (e.g. 0.5)."
+                )
+        return out
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Local training at a site."""
+
+    local_epochs: int = 2
+    batch_size: int = 128
+    learning_rate: float = 0.5
+    momentum: float = 0.9
+    proximal_mu: float = 0.0
+    model: str = "auto"
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.local_epochs < 1:
+            out.append(f"local-epochs={self.local_epochs} must be >= 1.")
+        if self.batch_size < 1:
+            out.append(f"batch-size={self.batch_size} must be >= 1.")
+        if not _finite(self.learning_rate) or self.learning_rate <= 0:
+            out.append(f"learning-rate={self.learning_rate} must be a positive number.")
+        if not _finite(self.momentum) or not 0 <= self.momentum < 1:
+            out.append(f"momentum={self.momentum} must be in [0, 1).")
+        if not _finite(self.proximal_mu) or self.proximal_mu < 0:
+            out.append(f"proximal-mu={self.proximal_mu} must be >= 0.")
+        if self.model not in MODELS:
+            out.append(f"model={self.model!r} is unknown; use one of {', '.join(MODELS)}.")
+        return out
+
+
+@dataclass(frozen=True)
+class SecAggConfig:
+    """SecAgg+ settings (see server.secure_aggregation for how ranges are derived)."""
+
+    enabled: bool = True
+    num_shares: int = 3
+    reconstruction_threshold: int = 2
+    update_bound: float = 4.0
+    max_weight: float = 0.0  # 0 = derive from the largest site
+
+    def problems(self, num_sites: int) -> list[str]:
+        out: list[str] = []
+        if not self.enabled:
+            return out
+        if self.num_shares <= 2:
+            out.append(f"secagg-num-shares={self.num_shares} must be > 2 (Flower's SecAgg+ needs at least 3).")
+        if self.reconstruction_threshold < 2:
+            out.append(f"secagg-threshold={self.reconstruction_threshold} must be >= 2.")
+        if self.reconstruction_threshold > self.num_shares:
+            out.append(
+                f"secagg-threshold={self.reconstruction_threshold} is above secagg-num-shares="
+                f"{self.num_shares}; lower the threshold or raise the number of shares."
+            )
+        if num_sites and self.num_shares > num_sites:
+            out.append(
+                f"secagg-num-shares={self.num_shares} is above the number of sites ({num_sites}); "
+                f"use at most {num_sites}."
+            )
+        if not _finite(self.update_bound) or self.update_bound <= 0:
+            out.append(f"secagg-update-bound={self.update_bound} must be a positive number.")
+        if not _finite(self.max_weight) or self.max_weight < 0:
+            out.append(f"secagg-max-weight={self.max_weight} must be >= 0 (0 derives it from the sites).")
+        return out
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Rounds, strategy and quorum."""
+
+    num_rounds: int = 10
+    strategy: str = "fedavg"
+    server_learning_rate: float = 0.1
+    min_sites: int = 2
+    round_timeout: float = 600.0
+    central_eval: bool = True
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.num_rounds < 1:
+            out.append(f"num-rounds={self.num_rounds} must be >= 1.")
+        if self.strategy not in STRATEGIES:
+            out.append(f"strategy={self.strategy!r} is unknown; use one of {', '.join(STRATEGIES)}.")
+        if not _finite(self.server_learning_rate) or self.server_learning_rate <= 0:
+            out.append(f"server-learning-rate={self.server_learning_rate} must be a positive number.")
+        if self.min_sites < 1:
+            out.append(f"min-sites={self.min_sites} must be >= 1.")
+        if not _finite(self.round_timeout) or self.round_timeout <= 0:
+            out.append(f"round-timeout={self.round_timeout} must be a positive number of seconds.")
+        return out
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data the federation trains on."""
+
+    dataset: str = "pneumoniamnist"
+    data_path: str = ""
+    data_format: str = ""
+    num_sites: int = 4
+    partition: str = "dirichlet"
+    alpha: float = 1.0
+    seed: int = 0
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if not self.dataset and not self.data_path:
+            out.append("Neither dataset nor data-path is set; name a built-in dataset or a hospital data path.")
+        if self.data_path and not self.data_format:
+            out.append("data-path is set but data-format is not; set data-format (see `medfed data check --help`).")
+        if self.num_sites < 1:
+            out.append(f"num-sites={self.num_sites} must be >= 1.")
+        if self.partition not in PARTITIONS:
+            out.append(f"partition={self.partition!r} is unknown; use one of {', '.join(PARTITIONS)}.")
+        if not _finite(self.alpha) or self.alpha <= 0:
+            out.append(f"alpha={self.alpha} must be a positive number (smaller = more label skew).")
+        return out
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one federated run needs, validated."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    secagg: SecAggConfig = field(default_factory=SecAggConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    out_dir: str = ""
+
+    def problems(self) -> list[str]:
+        out = (
+            self.data.problems()
+            + self.training.problems()
+            + self.privacy.problems()
+            + self.secagg.problems(self.data.num_sites)
+            + self.federation.problems()
+        )
+        if self.federation.min_sites > self.data.num_sites:
+            out.append(
+                f"min-sites={self.federation.min_sites} is above num-sites={self.data.num_sites}; "
+                "the quorum could never be reached."
+            )
+        if self.secagg.enabled and self.federation.min_sites < self.secagg.reconstruction_threshold:
+            out.append(
+                f"min-sites={self.federation.min_sites} is below secagg-threshold="
+                f"{self.secagg.reconstruction_threshold}; SecAgg+ cannot finish with fewer sites than its threshold."
+            )
+        return out
+
+    def validate(self) -> "RunConfig":
+        problems = self.problems()
+        if problems:
+            raise ConfigError(
+                "Invalid configuration:\n  - " + "\n  - ".join(problems),
+                "change the values above in pyproject.toml [tool.flwr.app.config], "
+                "--run-config, or the medfed command's options.",
+            )
+        return self
+
+    @classmethod
+    def from_flower(cls, run_config: Mapping[str, Any]) -> "RunConfig":
+        """Build from Flower's flat kebab-case mapping; unknown keys are an error."""
+        values = dict(run_config)
+        known = set(_FLAT_KEYS)
+        unknown = sorted(k for k in values if k not in known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown configuration key(s): {', '.join(unknown)}.",
+                f"use only these keys: {', '.join(sorted(known))}.",
+            )
+        sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
+        top: dict[str, Any] = {}
+        errors: list[str] = []
+        for key, raw in values.items():
+            section, attr, typ = _FLAT_KEYS[key]
+            try:
+                value = _coerce(raw, typ)
+            except (TypeError, ValueError):
+                errors.append(f"{key}={raw!r} is not a valid {typ.__name__}.")
+                continue
+            (sections[section] if section else top)[attr] = value
+        if errors:
+            raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(errors), "fix the types above.")
+        built = {name: typ(**sections[name]) for name, typ in _SECTION_TYPES.items()}
+        return cls(**built, **top).validate()
+
+    def to_flower(self) -> dict[str, Any]:
+        """Inverse of `from_flower`: the flat mapping Flower's run_config expects."""
+        out: dict[str, Any] = {}
+        for key, (section, attr, _typ) in _FLAT_KEYS.items():
+            obj = getattr(self, section) if section else self
+            out[key] = getattr(obj, attr)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _coerce(raw: Any, typ: type) -> Any:
+    if typ is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return raw.lower() in ("true", "1", "yes")
+        if isinstance(raw, int) and raw in (0, 1):
+            return bool(raw)
+        raise ValueError(raw)
+    if typ is int:
+        if isinstance(raw, bool):
+            raise TypeError(raw)
+        if isinstance(raw, float) and not raw.is_integer():
+            raise ValueError(raw)
+        return int(raw)
+    if typ is float:
+        if isinstance(raw, bool):
+            raise TypeError(raw)
+        return float(raw)
+    return str(raw)
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "data": DataConfig,
+    "training": TrainingConfig,
+    "privacy": PrivacyConfig,
+    "secagg": SecAggConfig,
+    "federation": FederationConfig,
+}
+
+# flat kebab-case key -> (section attribute on RunConfig or "" for top level, field, type)
+_FLAT_KEYS: dict[str, tuple[str, str, type]] = {
+    "dataset": ("data", "dataset", str),
+    "data-path": ("data", "data_path", str),
+    "data-format": ("data", "data_format", str),
+    "num-sites": ("data", "num_sites", int),
+    "partition": ("data", "partition", str),
+    "alpha": ("data", "alpha", float),
+    "seed": ("data", "seed", int),
+    "model": ("training", "model", str),
+    "local-epochs": ("training", "local_epochs", int),
+    "batch-size": ("training", "batch_size", int),
+    "learning-rate": ("training", "learning_rate", float),
+    "momentum": ("training", "momentum", float),
+    "proximal-mu": ("training", "proximal_mu", float),
+    "privacy-mode": ("privacy", "mode", str),
+    "epsilon": ("privacy", "epsilon", float),
+    "delta": ("privacy", "delta", float),
+    "max-grad-norm": ("privacy", "max_grad_norm", float),
+    "accountant": ("privacy", "accountant", str),
+    "clipping": ("privacy", "clipping", str),
+    "client-noise-multiplier": ("privacy", "client_noise_multiplier", float),
+    "secagg": ("secagg", "enabled", bool),
+    "secagg-num-shares": ("secagg", "num_shares", int),
+    "secagg-threshold": ("secagg", "reconstruction_threshold", int),
+    "secagg-update-bound": ("secagg", "update_bound", float),
+    "secagg-max-weight": ("secagg", "max_weight", float),
+    "num-rounds": ("federation", "num_rounds", int),
+    "strategy": ("federation", "strategy", str),
+    "server-learning-rate": ("federation", "server_learning_rate", float),
+    "min-sites": ("federation", "min_sites", int),
+    "round-timeout": ("federation", "round_timeout", float),
+    "central-eval": ("federation", "central_eval", bool),
+    "out-dir": ("", "out_dir", str),
+}

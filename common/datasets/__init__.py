@@ -1,0 +1,1 @@
+"""Datasets: the shared contract, built-in datasets, partitioners and hospital loaders."""
