@@ -115,10 +115,10 @@ class SecAggConfig:
             out.append(f"secagg-num-shares={self.num_shares} must be > 2 (Flower's SecAgg+ needs at least 3).")
         if self.reconstruction_threshold < 2:
             out.append(f"secagg-threshold={self.reconstruction_threshold} must be >= 2.")
-        if self.reconstruction_threshold > self.num_shares:
+        if self.reconstruction_threshold >= self.num_shares:
             out.append(
-                f"secagg-threshold={self.reconstruction_threshold} is above secagg-num-shares="
-                f"{self.num_shares}; lower the threshold or raise the number of shares."
+                f"secagg-threshold={self.reconstruction_threshold} must be below secagg-num-shares="
+                f"{self.num_shares} (Flower's SecAgg+ rule); lower the threshold or raise the number of shares."
             )
         if num_sites and self.num_shares > num_sites:
             out.append(
@@ -195,6 +195,8 @@ class RunConfig:
     secagg: SecAggConfig = field(default_factory=SecAggConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     out_dir: str = ""
+    # Names the run across restarts: privacy ledgers and checkpoints are keyed by it.
+    run_name: str = ""
 
     def problems(self) -> list[str]:
         out = (
@@ -333,4 +335,5 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "round-timeout": ("federation", "round_timeout", float),
     "central-eval": ("federation", "central_eval", bool),
     "out-dir": ("", "out_dir", str),
+    "run-name": ("", "run_name", str),
 }

@@ -1,0 +1,36 @@
+"""The medfed ClientApp: a thin adapter from Flower messages to the site's training code.
+
+`app` reads the run configuration from Flower (`flwr run .`, deployment). `make_client_app`
+binds a configuration in advance, for `medfed simulate` (Flower's `run_simulation` takes no
+run config).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from flwr.app import Context
+from flwr.client import Client
+from flwr.clientapp import ClientApp
+
+from client.flower_client import MedfedClient
+from client.mods import CLIENT_MODS
+from client.site import site_settings
+from common.config import RunConfig
+from common.runs import run_name
+
+
+def _client_fn(run_config: Mapping[str, Any] | None) -> Callable[[Context], Client]:
+    def client_fn(context: Context) -> Client:
+        cfg = RunConfig.from_flower(run_config if run_config is not None else context.run_config)
+        settings = site_settings(cfg, context.node_config, context.run_id)
+        return MedfedClient(cfg, settings, scope=run_name(cfg, context.run_id)).to_client()
+
+    return client_fn
+
+
+def make_client_app(run_config: Mapping[str, Any] | None = None) -> ClientApp:
+    return ClientApp(client_fn=_client_fn(dict(run_config) if run_config is not None else None), mods=CLIENT_MODS)
+
+
+app = make_client_app()

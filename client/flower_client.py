@@ -1,0 +1,88 @@
+"""The site's side of a round, as a Flower (legacy NumPyClient) client.
+
+fit: validate the received global weights -> private training (refused before any gradient if
+the site's budget would be exceeded) -> return weights, example count, loss and epsilon.
+The mods in client/mods.py then turn the weights into a bounded update and mask it (SecAgg+).
+evaluate: the global model on the site's own test split; only aggregate metrics leave.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from flwr.client import NumPyClient
+
+from client.ledger import PrivacyLedger
+from client.private_trainer import NonPrivateTrainer, PrivateTrainer
+from client.site import SiteSettings, load_site_data
+from client.training import evaluate
+from common.config import RunConfig
+from common.device import pick_device
+from common.errors import PrivacyBudgetExceededError
+from common.models import build_model, default_model_for, get_weights, set_weights
+
+log = logging.getLogger("medfed.client")
+
+
+class MedfedClient(NumPyClient):
+    def __init__(self, cfg: RunConfig, settings: SiteSettings, scope: str) -> None:
+        self.cfg = cfg
+        self.settings = settings
+        self.scope = scope
+        self.dataset, self.site = load_site_data(settings)
+        self.device = pick_device(settings.device)
+        name = cfg.training.model if cfg.training.model != "auto" else default_model_for(self.dataset.modality)
+        self.model = build_model(name, self.dataset.input_shape, self.dataset.num_classes).to(self.device)
+
+    # -- Flower API --------------------------------------------------------------------
+    def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
+        return get_weights(self.model)
+
+    def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict]:
+        set_weights(self.model, parameters)  # refuses wrong architecture / dtype / NaN before training
+        metrics: dict[str, Any] = {"site": self.settings.name, "privacy_mode": self.settings.privacy.mode}
+        try:
+            result = self._trainer().train_round(
+                self.model,
+                self.site.train,
+                device=self.device,
+                proximal_mu=float(config.get("proximal_mu", 0.0)),
+                global_weights=parameters,
+            )
+        except PrivacyBudgetExceededError as err:
+            # Nothing derived from the data leaves: the global weights go back with weight 0.
+            log.error("site %s refuses to train: %s", self.settings.name, err.message)
+            metrics["refused"] = err.problem
+            return parameters, 0, metrics
+        metrics["train_loss"] = float(result.loss)
+        if result.epsilon is not None:
+            metrics["epsilon"] = float(result.epsilon)
+            metrics["delta"] = float(result.delta)
+            metrics["noise_multiplier"] = float(result.noise_multiplier)
+            metrics["epsilon_budget"] = float(self.settings.privacy.epsilon)
+        return get_weights(self.model), int(result.num_examples), metrics
+
+    def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict]:
+        set_weights(self.model, parameters)
+        loss, metrics, _ = evaluate(self.model, self.site.test, device=self.device)
+        out: dict[str, Any] = {"site": self.settings.name}
+        out.update({k: float(v) for k, v in metrics.items() if v is not None})
+        return float(loss), len(self.site.test), out
+
+    # -- helpers -------------------------------------------------------------------------
+    def _trainer(self) -> PrivateTrainer | NonPrivateTrainer:
+        t = self.cfg.training
+        common = dict(
+            num_rounds=self.cfg.federation.num_rounds,
+            local_epochs=t.local_epochs,
+            batch_size=t.batch_size,
+            learning_rate=t.learning_rate,
+            momentum=t.momentum,
+            num_examples=len(self.site.train),
+        )
+        if self.settings.privacy.mode == "sample-dp":
+            ledger = PrivacyLedger(self.settings.state_dir / "privacy-ledger.json")
+            return PrivateTrainer(privacy=self.settings.privacy, ledger=ledger, scope=self.scope, **common)
+        return NonPrivateTrainer(**common)

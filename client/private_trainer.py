@@ -1,0 +1,402 @@
+"""Sample-level DP-SGD at a site, with privacy spending that survives restarts.
+
+One `PrivateTrainer` serves one scope (a run) at one site. Its promise: the site's data never
+takes part in a gradient step that would push the scope past its (epsilon, delta) budget, and
+the ledger never under-counts, whatever crashes when. Per round:
+
+1. restore the accountant from the ledger (a fresh `PrivacyEngine` + `load_state_dict`);
+2. compute the epsilon the round *would* reach (the round's steps added to a copy of the
+   history); if that exceeds the budget, mark the scope exhausted and refuse, before any
+   gradient is computed;
+3. write that projected spending to the ledger (write-ahead);
+4. train with Opacus (`make_private`: Poisson sampling, flat or ghost clipping, the noise
+   multiplier calibrated once per scope for the planned number of steps);
+5. make sure the ledger holds at least what the real accountant recorded.
+
+The sampling rate is the one Opacus itself uses, q = 1 / ceil(n / batch) (about batch / n):
+its Poisson loader draws ceil(n / batch) batches per epoch and its accountant hook records
+that q, so the projection and the real history are identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from opacus import PrivacyEngine
+from opacus.accountants import IAccountant, create_accountant
+from opacus.accountants.utils import get_noise_multiplier
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from client.ledger import HistoryItem, LedgerEntry, PrivacyLedger, RoundRecord
+from client.training import make_optimizer, train_epochs
+from common.config import PrivacyConfig, RunConfig
+from common.datasets.contract import Split
+from common.errors import ConfigError, DataError, PrivacyBudgetExceededError
+
+log = logging.getLogger(__name__)
+
+MIN_PRIVATE_EXAMPLES = 10  # below this, DP-SGD noise swamps any signal and q is ~1
+EPSILON_TOLERANCE = 1e-6
+NO_DP_LABEL = "no sample-level DP"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one local round produced (the weights stay in the model passed in)."""
+
+    loss: float
+    epsilon: float | None  # cumulative for the scope; None without sample-level DP
+    delta: float | None
+    steps: int  # optimizer steps taken this round
+    noise_multiplier: float | None
+    num_examples: int
+
+    @property
+    def privacy_label(self) -> str:
+        if self.epsilon is None:
+            return NO_DP_LABEL
+        return f"sample-level DP: epsilon={self.epsilon:.3f}, delta={self.delta:g}"
+
+
+def extend_history(history: Sequence[HistoryItem], noise_multiplier: float, sample_rate: float, steps: int) -> list[HistoryItem]:
+    """`history` after `steps` more steps, merged exactly as Opacus' accountants merge them."""
+    out = [tuple(h) for h in history]
+    if out and out[-1][0] == noise_multiplier and out[-1][1] == sample_rate:
+        out[-1] = (noise_multiplier, sample_rate, out[-1][2] + steps)
+    elif steps > 0:
+        out.append((noise_multiplier, sample_rate, steps))
+    return out  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _opacus_notices_off() -> Iterator[None]:
+    """Silence two Opacus notices that would otherwise repeat every round:
+    * "Secure RNG turned off": secure_mode needs torchcsprng, which has no build for this
+      torch; noise comes from torch's default generator (a documented deployment limitation).
+    * "Optimal order is the largest alpha": RDP at high noise / few steps; the epsilon reported
+      is then a valid but slightly loose (conservative) bound, and noise calibration probes
+      such noise levels on purpose.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        yield
+
+
+def _quiet_engine(accountant: str) -> PrivacyEngine:
+    with _opacus_notices_off():
+        return PrivacyEngine(accountant=accountant)
+
+
+class PrivateTrainer:
+    """DP-SGD trainer for one scope at one site (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        privacy: PrivacyConfig,
+        num_rounds: int,
+        local_epochs: int,
+        batch_size: int,
+        num_examples: int,
+        ledger: PrivacyLedger,
+        scope: str,
+        learning_rate: float = 0.5,
+        momentum: float = 0.9,
+        allow_budget_change: bool = False,
+    ) -> None:
+        if privacy.mode != "sample-dp":
+            raise ConfigError(
+                f"PrivateTrainer implements privacy-mode=sample-dp, not {privacy.mode!r}.",
+                "use make_trainer(), which picks NonPrivateTrainer for 'none' and 'client-dp'.",
+            )
+        problems = privacy.problems()
+        if problems:
+            raise ConfigError("Invalid privacy settings:\n  - " + "\n  - ".join(problems), "fix the values above.")
+        if num_rounds < 1 or local_epochs < 1 or batch_size < 1:
+            raise ConfigError(
+                f"num_rounds={num_rounds}, local_epochs={local_epochs}, batch_size={batch_size} must all be >= 1.",
+                "fix the run configuration.",
+            )
+        if num_examples < MIN_PRIVATE_EXAMPLES:
+            raise DataError(
+                f"This site has only {num_examples} training examples; DP-SGD needs at least "
+                f"{MIN_PRIVATE_EXAMPLES} (with fewer, the noise drowns every update).",
+                "leave this site out of the federation, merge it with a larger site, or use privacy-mode=none "
+                "only if the data owner accepts training without sample-level DP.",
+            )
+        self.privacy = privacy
+        self.ledger = ledger
+        self.scope = scope
+        self.num_examples = num_examples
+        self.local_epochs = local_epochs
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.batch_size = min(batch_size, num_examples)  # q > 1 would break the accountant
+        self.steps_per_epoch = math.ceil(num_examples / self.batch_size)
+        self.sample_rate = 1.0 / self.steps_per_epoch
+        self.steps_per_round = local_epochs * self.steps_per_epoch
+        self.planned_steps = num_rounds * self.steps_per_round
+        entry = ledger.open_scope(
+            scope,
+            accountant=privacy.accountant,
+            delta=privacy.delta,
+            epsilon_budget=privacy.epsilon,
+            allow_budget_change=allow_budget_change,
+        )
+        if entry.noise_multiplier is None:
+            entry = self._calibrate(entry)
+        self.noise_multiplier: float = entry.noise_multiplier  # type: ignore[assignment]
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, *, num_examples: int, ledger: PrivacyLedger, scope: str) -> "PrivateTrainer":
+        return cls(
+            privacy=cfg.privacy,
+            num_rounds=cfg.federation.num_rounds,
+            local_epochs=cfg.training.local_epochs,
+            batch_size=cfg.training.batch_size,
+            num_examples=num_examples,
+            ledger=ledger,
+            scope=scope,
+            learning_rate=cfg.training.learning_rate,
+            momentum=cfg.training.momentum,
+        )
+
+    # ------------------------------------------------------------------ accounting
+
+    def _calibrate(self, entry: LedgerEntry) -> LedgerEntry:
+        """Noise for the whole planned run, computed once and kept in the ledger."""
+        try:
+            with _opacus_notices_off():
+                sigma = get_noise_multiplier(
+                    target_epsilon=entry.epsilon_budget,
+                    target_delta=entry.delta,
+                    sample_rate=self.sample_rate,
+                    steps=self.planned_steps,
+                    accountant=entry.accountant,
+                )
+        except ValueError as err:
+            raise ConfigError(
+                f"No noise level reaches epsilon={entry.epsilon_budget} at delta={entry.delta} over "
+                f"{self.planned_steps} steps (sample rate {self.sample_rate:.4g}): {err}",
+                "raise epsilon or delta, or plan fewer rounds / local epochs or a smaller batch.",
+            ) from None
+        log.info("scope %s: noise multiplier %.4f for %d planned steps", self.scope, sigma, self.planned_steps)
+
+        def store(e: LedgerEntry) -> None:
+            e.noise_multiplier = float(sigma)
+            e.sample_rate = self.sample_rate
+            e.planned_steps = self.planned_steps
+
+        return self.ledger.update(self.scope, store)
+
+    def _entry(self) -> LedgerEntry:
+        entry = self.ledger.entry(self.scope)
+        if entry is None:
+            raise DataError(
+                f"Scope {self.scope!r} disappeared from the privacy ledger {self.ledger.path}.",
+                "restore the ledger from backup; it is the only record of this site's privacy spending.",
+            )
+        return entry
+
+    def _restore_engine(self, entry: LedgerEntry) -> PrivacyEngine:
+        engine = _quiet_engine(entry.accountant)
+        if entry.history:
+            engine.accountant.load_state_dict(entry.accountant_state())
+        return engine
+
+    @staticmethod
+    def _epsilon(accountant: IAccountant, delta: float) -> float:
+        if not accountant.history:
+            return 0.0
+        with _opacus_notices_off():
+            return float(accountant.get_epsilon(delta=delta))
+
+    def projected_epsilon(self) -> float:
+        """The epsilon this scope would reach after one more round (no side effects)."""
+        entry = self._entry()
+        sim = create_accountant(entry.accountant)
+        sim.history = extend_history(entry.history, self.noise_multiplier, self.sample_rate, self.steps_per_round)
+        return self._epsilon(sim, entry.delta)
+
+    def _refuse(self, entry: LedgerEntry, projected: float | None) -> PrivacyBudgetExceededError:
+        self.ledger.update(self.scope, lambda e: setattr(e, "status", "exhausted"))
+        would = f"would raise epsilon to {projected:.4f}, above" if projected is not None else "is refused: it has exhausted"
+        return PrivacyBudgetExceededError(
+            f"Training scope {self.scope!r} {would} its budget of {entry.epsilon_budget} "
+            f"(delta={entry.delta}; spent {entry.spent:.4f} over {len(entry.rounds)} rounds). "
+            "Nothing was trained or released this round.",
+            "stop this site's training for this run. A larger budget needs the data owner's approval "
+            "(allow_budget_change=True) or a new run with its own scope.",
+        )
+
+    # ------------------------------------------------------------------ training
+
+    def train_round(
+        self,
+        model: nn.Module,
+        train_split: Split,
+        *,
+        device: torch.device,
+        proximal_mu: float = 0.0,
+        global_weights: Sequence[np.ndarray] | None = None,
+    ) -> TrainResult:
+        """One round of DP-SGD on `model` (a plain nn.Module, updated in place)."""
+        if len(train_split) != self.num_examples:
+            raise DataError(
+                f"The training split has {len(train_split)} examples but the trainer was set up for "
+                f"{self.num_examples}; the sampling rate and noise were calibrated for that size.",
+                "rebuild the trainer after the site's data changes.",
+            )
+        entry = self._entry()
+        if entry.status == "exhausted":
+            raise self._refuse(entry, None)
+        engine = self._restore_engine(entry)
+        sim = copy.deepcopy(engine.accountant)
+        sim.history = extend_history(sim.history, self.noise_multiplier, self.sample_rate, self.steps_per_round)
+        projected = self._epsilon(sim, entry.delta)
+        if projected > entry.epsilon_budget + EPSILON_TOLERANCE:
+            raise self._refuse(entry, projected)
+
+        def reserve(e: LedgerEntry) -> None:  # write-ahead: count the round before it runs
+            e.history = list(sim.history)
+            e.rounds.append(RoundRecord(epsilon=projected, steps=self.steps_per_round, completed=False))
+
+        self.ledger.update(self.scope, reserve)
+
+        steps_before = sum(s for _, _, s in engine.accountant.history)
+        loss = self._train(engine, model, train_split, device, proximal_mu, global_weights)
+        real_history = list(engine.accountant.history)
+        real_eps = self._epsilon(engine.accountant, entry.delta)
+        steps = sum(s for _, _, s in real_history) - steps_before
+
+        def settle(e: LedgerEntry) -> None:  # keep whichever is larger: projection or reality
+            if real_eps > e.rounds[-1].epsilon:
+                e.history = real_history
+                e.rounds[-1].epsilon = real_eps
+            e.rounds[-1].completed = True
+
+        final = self.ledger.update(self.scope, settle)
+        return TrainResult(
+            loss=loss,
+            epsilon=final.rounds[-1].epsilon,
+            delta=final.delta,
+            steps=steps,
+            noise_multiplier=self.noise_multiplier,
+            num_examples=self.num_examples,
+        )
+
+    def _train(
+        self,
+        engine: PrivacyEngine,
+        model: nn.Module,
+        split: Split,
+        device: torch.device,
+        proximal_mu: float,
+        global_weights: Sequence[np.ndarray] | None,
+    ) -> float:
+        model.to(device)
+        optimizer = make_optimizer(model, self.learning_rate, self.momentum)
+        loader = DataLoader(TensorDataset(split.x, split.y), batch_size=self.batch_size)
+        ghost = self.privacy.clipping == "ghost"
+        with _opacus_notices_off():
+            made = engine.make_private(
+                module=model,
+                optimizer=optimizer,
+                criterion=nn.CrossEntropyLoss(),
+                data_loader=loader,
+                noise_multiplier=self.noise_multiplier,
+                max_grad_norm=self.privacy.max_grad_norm,
+                poisson_sampling=True,
+                grad_sample_mode="ghost" if ghost else "hooks",
+            )
+        if ghost:
+            private_model, dp_optimizer, criterion, dp_loader = made
+        else:
+            (private_model, dp_optimizer, dp_loader), criterion = made, None
+        try:
+            return train_epochs(
+                private_model,
+                dp_loader,
+                epochs=self.local_epochs,
+                optimizer=dp_optimizer,
+                device=device,
+                proximal_mu=proximal_mu,
+                global_weights=global_weights,
+                criterion=criterion,
+            )
+        finally:
+            # Unhook so the caller gets its plain module back, reusable next round.
+            private_model.to_standard_module()
+            for p in model.parameters():
+                for attr in ("summed_grad", "grad_sample", "_norm_sample"):
+                    if hasattr(p, attr):
+                        delattr(p, attr)
+                p.grad = None
+
+
+class NonPrivateTrainer:
+    """Same interface as PrivateTrainer for privacy-mode 'none' or 'client-dp' (where clipping
+    and noise happen on the whole update, outside local training): no sample-level DP."""
+
+    def __init__(
+        self,
+        *,
+        local_epochs: int,
+        batch_size: int,
+        num_examples: int,
+        learning_rate: float = 0.5,
+        momentum: float = 0.9,
+    ) -> None:
+        self.local_epochs = local_epochs
+        self.batch_size = max(1, min(batch_size, num_examples))
+        self.num_examples = num_examples
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+
+    def train_round(
+        self,
+        model: nn.Module,
+        train_split: Split,
+        *,
+        device: torch.device,
+        proximal_mu: float = 0.0,
+        global_weights: Sequence[np.ndarray] | None = None,
+    ) -> TrainResult:
+        if len(train_split) == 0:
+            raise DataError("This site has no training examples.", "check the site's data before joining a federation.")
+        model.to(device)
+        optimizer = make_optimizer(model, self.learning_rate, self.momentum)
+        loader = DataLoader(TensorDataset(train_split.x, train_split.y), batch_size=self.batch_size, shuffle=True)
+        loss = train_epochs(
+            model,
+            loader,
+            epochs=self.local_epochs,
+            optimizer=optimizer,
+            device=device,
+            proximal_mu=proximal_mu,
+            global_weights=global_weights,
+        )
+        return TrainResult(loss, None, None, self.local_epochs * len(loader), None, len(train_split))
+
+
+def make_trainer(cfg: RunConfig, *, num_examples: int, ledger: PrivacyLedger, scope: str) -> PrivateTrainer | NonPrivateTrainer:
+    """PrivateTrainer for privacy-mode=sample-dp, NonPrivateTrainer otherwise."""
+    if cfg.privacy.mode == "sample-dp":
+        return PrivateTrainer.from_config(cfg, num_examples=num_examples, ledger=ledger, scope=scope)
+    return NonPrivateTrainer(
+        local_epochs=cfg.training.local_epochs,
+        batch_size=cfg.training.batch_size,
+        num_examples=num_examples,
+        learning_rate=cfg.training.learning_rate,
+        momentum=cfg.training.momentum,
+    )

@@ -1,0 +1,91 @@
+"""Who this site is and what it holds, from Flower's node config.
+
+Two ways a site is described:
+  * simulation: Flower sets `partition-id` (and `num-partitions`); the site is that partition of
+    the run's dataset, and its state lives under the run's output folder;
+  * deployment: the daemon passes the site's own settings (`site`, `dataset` or `data-path` +
+    `data-format`, `state-dir`, `device`, and the site's privacy budget) with `--node-config`.
+    The site's budget is the site's decision: it overrides whatever the server's run asks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from common.config import DataConfig, PrivacyConfig, RunConfig
+from common.datasets.contract import FederatedDataset, SiteData, normalise_with_site_stats
+from common.datasets.selection import load_run_dataset
+from common.errors import ConfigError
+from common.runs import run_out_dir
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    name: str
+    data: DataConfig
+    site_key: str | int  # site name or partition index inside the dataset
+    state_dir: Path
+    device: str
+    privacy: PrivacyConfig
+
+
+def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> SiteSettings:
+    """Resolve this node's site from its node config and the run config."""
+    if "partition-id" in node_config and "site" not in node_config:  # simulation
+        index = int(node_config["partition-id"])
+        dataset = load_run_dataset(cfg.data)
+        names = dataset.site_names()
+        if index >= len(names):
+            raise ConfigError(
+                f"Simulation node {index} has no site: the dataset has {len(names)} sites.",
+                f"run with at most {len(names)} simulated hospitals.",
+            )
+        name = names[index]
+        state_dir = run_out_dir(cfg, run_id) / "sites" / name
+        return SiteSettings(name, cfg.data, name, state_dir, str(node_config.get("device", "auto")), cfg.privacy)
+
+    if "site" not in node_config:
+        raise ConfigError(
+            "This node has no `site` in its node config.",
+            "start it with `medfed client start --site-config site.toml` (it sets the node config).",
+        )
+    name = str(node_config["site"])
+    data = cfg.data
+    site_key: str | int = name
+    if node_config.get("data-path"):
+        data = dataclasses.replace(
+            data,
+            dataset="",
+            data_path=str(node_config["data-path"]),
+            data_format=str(node_config.get("data-format", "")),
+            num_sites=1,
+            partition="natural",
+        )
+        site_key = 0
+    elif node_config.get("dataset"):
+        data = dataclasses.replace(data, dataset=str(node_config["dataset"]), data_path="", partition="natural")
+        site_key = str(node_config.get("dataset-site", name))
+    privacy = cfg.privacy
+    overrides = {
+        "epsilon": ("epsilon", float),
+        "delta": ("delta", float),
+        "max-grad-norm": ("max_grad_norm", float),
+    }
+    changes = {attr: typ(node_config[key]) for key, (attr, typ) in overrides.items() if key in node_config}
+    if changes:
+        privacy = dataclasses.replace(privacy, **changes)
+        problems = privacy.problems()
+        if problems:
+            raise ConfigError("Invalid site privacy settings: " + " ".join(problems), "fix the [privacy] table of site.toml.")
+    state_dir = Path(str(node_config.get("state-dir", "."))).expanduser()
+    return SiteSettings(name, data, site_key, state_dir, str(node_config.get("device", "auto")), privacy)
+
+
+def load_site_data(settings: SiteSettings, data_dir: str | None = None) -> tuple[FederatedDataset, SiteData]:
+    """The site's data, normalised with statistics of its own training split."""
+    dataset = load_run_dataset(settings.data, data_dir)
+    site = dataset.site(settings.site_key)
+    return dataset, normalise_with_site_stats(site, dataset.modality)

@@ -1,0 +1,168 @@
+"""Plain PyTorch training and evaluation loops, shared by private and non-private training.
+
+`train_epochs` does not care whether it gets a plain model/optimizer/loader or the ones
+Opacus' `make_private` returns: with ghost clipping the caller passes the wrapped criterion
+(whose `backward()` runs Opacus' two passes), and Poisson sampling may yield empty batches,
+which still take a (noise-only) optimizer step so that the accountant's step count holds.
+
+FedProx: the proximal gradient mu * (w - w_global) is added to the gradient the optimizer is
+about to apply. For a DP optimizer it is added *after* clipping and noising (in Opacus'
+step hook): the term does not depend on any example, so adding it there is post-processing and
+keeps the DP guarantee exact. Putting (mu/2)||w - w_global||^2 into the loss instead would be
+silently dropped by Opacus' hooks mode (it rebuilds the gradient from per-sample gradients) and
+would be mixed into the per-example clipping by ghost clipping.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from opacus.optimizers import DPOptimizer
+from torch import nn
+
+from common.datasets.contract import Split
+from common.errors import ModelMismatchError
+from common.metrics import Metrics, compute_metrics
+from common.models import unwrap_model
+
+Progress = Callable[[int, float], None]  # (epoch number from 1, mean loss of that epoch)
+
+
+def make_optimizer(model: nn.Module, lr: float, momentum: float) -> torch.optim.SGD:
+    """SGD with momentum: momentum and input normalisation are what make DP-SGD train well here."""
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+
+
+class _Proximal:
+    """Adds mu * (w - w_global) to each parameter's gradient (the FedProx term's gradient)."""
+
+    def __init__(self, model: nn.Module, global_weights: Sequence[np.ndarray], mu: float, device: torch.device) -> None:
+        plain = unwrap_model(model)
+        state = plain.state_dict()
+        if len(global_weights) != len(state):
+            raise ModelMismatchError(
+                f"FedProx got {len(global_weights)} global weight arrays for a model with {len(state)} entries.",
+                "pass the global weights exactly as received from the server (state-dict order).",
+            )
+        by_name = dict(zip(state.keys(), global_weights))
+        self.mu = mu
+        self.pairs: list[tuple[nn.Parameter, torch.Tensor]] = []
+        for name, p in plain.named_parameters():
+            if not p.requires_grad:
+                continue
+            g = torch.as_tensor(np.asarray(by_name[name]), dtype=p.dtype, device=device)
+            if g.shape != p.shape:
+                raise ModelMismatchError(
+                    f"FedProx global weight {name} has shape {tuple(g.shape)}, the model has {tuple(p.shape)}.",
+                    "pass the global weights exactly as received from the server (state-dict order).",
+                )
+            self.pairs.append((p, g))
+
+    @torch.no_grad()
+    def add_to_gradients(self) -> None:
+        for p, g in self.pairs:
+            term = self.mu * (p - g)
+            if p.grad is None:
+                p.grad = term.clone()
+            else:
+                p.grad.add_(term)
+
+
+def _batches(loader: Iterable, device: torch.device) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def train_epochs(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    proximal_mu: float = 0.0,
+    global_weights: Sequence[np.ndarray] | None = None,
+    criterion: Callable | None = None,
+    progress: Progress | None = None,
+) -> float:
+    """Train for `epochs` passes over `loader`; return the mean loss per example over all epochs.
+
+    `criterion` defaults to cross-entropy; with Opacus ghost clipping pass the criterion that
+    `make_private` returned. `proximal_mu > 0` needs `global_weights` (state-dict order).
+    """
+    criterion = criterion or nn.CrossEntropyLoss()
+    prox = None
+    if proximal_mu > 0:
+        if global_weights is None:
+            raise ValueError("proximal_mu > 0 needs the global weights the round started from.")
+        prox = _Proximal(model, global_weights, proximal_mu, device)
+    is_dp = isinstance(optimizer, DPOptimizer)
+    previous_hook = optimizer.step_hook if is_dp else None
+    if prox is not None and is_dp:
+        # after clip + noise + scale, before the underlying SGD step (see module docstring)
+        def hook(opt: DPOptimizer) -> None:
+            prox.add_to_gradients()
+            if previous_hook is not None:
+                previous_hook(opt)
+
+        optimizer.attach_step_hook(hook)
+
+    model.train()
+    total_loss, total_n = 0.0, 0
+    try:
+        with warnings.catch_warnings():
+            # Opacus' backward hooks on the first layer trigger this harmless PyTorch notice.
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            for epoch in range(1, epochs + 1):
+                epoch_loss, epoch_n = 0.0, 0
+                for x, y in _batches(loader, device):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = criterion(model(x), y)
+                    loss.backward()
+                    if prox is not None and not is_dp:
+                        prox.add_to_gradients()
+                    optimizer.step()
+                    if len(y):  # Poisson sampling can draw an empty batch (its loss is NaN)
+                        epoch_loss += float(loss.item()) * len(y)
+                        epoch_n += len(y)
+                total_loss, total_n = total_loss + epoch_loss, total_n + epoch_n
+                if progress is not None:
+                    progress(epoch, epoch_loss / epoch_n if epoch_n else float("nan"))
+    finally:
+        if is_dp:
+            optimizer.step_hook = previous_hook
+    return total_loss / total_n if total_n else float("nan")
+
+
+def _num_classes(model: nn.Module) -> int:
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return heads[-1].out_features if heads else 2
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, *, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """Logits (n, K) on the CPU, computed in evaluation mode; the model's train/eval mode is restored."""
+    model = unwrap_model(model).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.zeros((0, _num_classes(model)))
+
+
+def evaluate(model: nn.Module, split: Split, *, device: torch.device, batch_size: int = 512) -> tuple[float, Metrics, np.ndarray]:
+    """(mean cross-entropy, metrics, class probabilities (n, K)) of `model` on `split`.
+
+    An empty split gives a NaN loss and None metrics rather than an error: a site may hold
+    no test data, and the federation should still report the other sites.
+    """
+    logits = predict_logits(model, split.x, device=device, batch_size=batch_size)
+    probs = torch.softmax(logits, dim=1).double().numpy()
+    y = split.y.reshape(-1).long()
+    loss = float(nn.functional.cross_entropy(logits, y)) if len(y) else float("nan")
+    return loss, compute_metrics(y.numpy(), probs), probs

@@ -1,0 +1,81 @@
+"""Tables: CSV or Parquet, one row per patient/record, a named label column, numeric features.
+
+An optional ``split`` column with values train/test is honoured (and not used as a feature).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.datasets.loaders.base import SPLITS, RawData, file_sha256, reading, require_nonempty_file
+from common.errors import DataError
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def read_table(path: Path, *, label_column: str = "label") -> RawData:
+    require_nonempty_file(path)
+    if not path.is_file():
+        raise DataError(f"{path} is a folder; the table format expects one CSV or Parquet file.", "pass the file path.")
+    parquet = path.suffix.lower() in PARQUET_SUFFIXES
+    with reading(path, "Parquet file" if parquet else "CSV file", "export the table again as a complete CSV or Parquet file."):
+        df = pd.read_parquet(path) if parquet else pd.read_csv(path, skipinitialspace=True)
+    df.columns = [str(c).strip() for c in df.columns]
+    # line numbers in messages: CSV header is line 1; for Parquet we say "row" (0-based index + 1)
+    row_word, offset = ("row", 1) if parquet else ("line", 2)
+    if label_column not in df.columns:
+        raise DataError(
+            f"The table {path} has no label column {label_column!r}; its columns are: {', '.join(df.columns) or 'none'}.",
+            "name the label column 'label', or pass its name with label_column / --label-column.",
+        )
+    if df.empty:
+        raise DataError(f"The table {path} has a header but no rows.", "export the rows too.")
+    split = None
+    if "split" in df.columns and label_column != "split":
+        s = df.pop("split").astype(str).str.strip().str.lower()
+        bad = ~s.isin(SPLITS)
+        if bad.any():
+            i = int(np.argmax(bad.to_numpy()))
+            raise DataError(
+                f"The table {path} has split {s.iloc[i]!r} on {row_word} {i + offset}.",
+                "use train or test in the split column (or drop it for an automatic stratified split).",
+            )
+        split = s.to_numpy()
+    labels = df.pop(label_column)
+    if df.shape[1] == 0:
+        raise DataError(f"The table {path} has no feature columns besides {label_column!r}.", "export the feature columns too.")
+    non_numeric = [c for c in df.columns if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))]
+    if non_numeric:
+        examples = ", ".join(f"{c} (e.g. {df[c].dropna().astype(str).iloc[0]!r})" if df[c].notna().any() else c for c in non_numeric[:10])
+        raise DataError(
+            f"The table {path} has non-numeric feature column(s): {examples}"
+            + (f" and {len(non_numeric) - 10} more" if len(non_numeric) > 10 else "") + ".",
+            "encode them as numbers (e.g. one-hot or ordinal codes) or drop them before export; "
+            "missing-value markers such as '?' also make a column non-numeric.",
+        )
+    x = df.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(
+            f"The table {path} has a missing or infinite value in column {df.columns[c]!r} on {row_word} {r + offset} "
+            f"({int(bad.any(axis=1).sum())} row(s) affected).",
+            "fill or drop missing values before export; medfed does not impute silently.",
+        )
+    if labels.isna().any():
+        i = int(np.argmax(labels.isna().to_numpy()))
+        raise DataError(f"The table {path} has an empty label on {row_word} {i + offset}.", "fill in the label or drop the row.")
+    integer = pd.api.types.is_integer_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
+    return RawData(
+        x=x.astype(np.float32),
+        labels=labels.to_numpy() if integer else labels.astype(str).str.strip().to_numpy(),
+        modality="tabular",
+        source=path,
+        label_kind="index" if integer else "categorical",
+        split=split,
+        locate=lambda i: f"{row_word} {i + offset} of {path}",
+        checksums={path.name: file_sha256(path)},
+    )

@@ -1,0 +1,35 @@
+"""Which data a run uses: a built-in dataset (partitioned or natural sites) or a hospital path.
+
+Both the server (model shape, central test split) and the sites (their own split) call
+`load_run_dataset`; it is cached per process because a simulated site is asked for its data
+every round.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from common.config import DataConfig
+from common.datadir import resolve_data_dir
+from common.datasets.contract import FederatedDataset
+
+
+def load_run_dataset(cfg: DataConfig, data_dir: str | Path | None = None) -> FederatedDataset:
+    """The federated view of the run's data (not normalised: each site normalises its own)."""
+    return _cached(cfg, str(resolve_data_dir(data_dir)))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(cfg: DataConfig, data_dir: str) -> FederatedDataset:
+    if cfg.data_path:
+        from common.datasets.federated import partition_sites
+        from common.datasets.hospital import load_hospital
+
+        ds = load_hospital(cfg.data_path, cfg.data_format, seed=cfg.seed)
+        if cfg.num_sites > 1 and cfg.partition != "natural":
+            ds = partition_sites(ds, cfg)
+        return ds
+    from common.datasets.federated import load_federated
+
+    return load_federated(cfg, Path(data_dir))

@@ -1,0 +1,62 @@
+"""The end of a run: final global model with its metadata, plots and the HTML report."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.atomic import atomic_write_json
+from common.models import count_parameters, set_weights
+from server.report import write_plots, write_report
+from server.run_setup import RunSetup
+
+MODEL_FILE = "global_model.pt"
+MODEL_META_FILE = "global_model.json"
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("flwr", "torch", "opacus", "numpy", "cryptography"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def write_final_outputs(setup: RunSetup, weights: list[np.ndarray] | None) -> dict[str, Path]:
+    out_dir = setup.out_dir
+    if weights is not None:
+        set_weights(setup.model, weights)
+    last_round = max(setup.recorder.rounds) if setup.recorder.rounds else 0
+    meta = {
+        "model": setup.model_name,
+        "num_parameters": count_parameters(setup.model),
+        "input_shape": list(setup.dataset.input_shape),
+        "num_classes": setup.dataset.num_classes,
+        "class_names": setup.dataset.class_names,
+        "round": last_round,
+        "dataset": setup.dataset.name,
+        "dataset_checksums": setup.dataset.checksums,
+        "privacy_mode": setup.cfg.privacy.mode,
+        "secure_aggregation": setup.secagg.to_dict() if setup.secagg else {"enabled": False},
+        "library_versions": library_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": setup.cfg.to_dict(),
+    }
+    torch.save(setup.model.state_dict(), out_dir / MODEL_FILE)
+    atomic_write_json(out_dir / MODEL_META_FILE, meta)
+    setup.recorder.write()
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    privacy = json.loads((out_dir / "privacy.json").read_text())
+    plots = write_plots(out_dir, metrics, privacy, setup.recorder.final_roc)
+    report = write_report(out_dir, metrics, privacy, plots, meta)
+    files = {"model": out_dir / MODEL_FILE, "model_meta": out_dir / MODEL_META_FILE, "report": report, **plots}
+    setup.recorder._emit("finished", {"out_dir": str(out_dir), "files": {k: str(v) for k, v in files.items()}})
+    return files

@@ -1,0 +1,171 @@
+"""Everything the server decides before round 1: model, central evaluation, SecAgg+ ranges,
+privacy records, and whether to resume a run that was interrupted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from common.config import RunConfig
+from common.datasets.contract import FederatedDataset, SiteData, Split, normalise_with_site_stats
+from common.datasets.selection import load_run_dataset
+from common.device import pick_device
+from common.errors import ConfigError
+from common.evaluation import evaluate_model
+from common.metrics import roc_curve_points
+from common.models import build_model, default_model_for, get_weights, set_weights
+from server.records import RunRecorder, load_checkpoint
+from server.secure_aggregation import SecAggSettings, secagg_settings, update_bound
+
+log = logging.getLogger("medfed.server")
+
+# In-process listeners for progress events (the simulation command registers a live display).
+PROGRESS_LISTENERS: list[Callable[[str, dict], None]] = []
+
+
+@dataclass
+class RunSetup:
+    cfg: RunConfig
+    out_dir: Path
+    dataset: FederatedDataset
+    model_name: str
+    model: torch.nn.Module
+    initial_weights: list[np.ndarray]
+    num_sites: int
+    secagg: SecAggSettings | None
+    update_bound: float
+    recorder: RunRecorder
+    start_round: int
+    optimizer_state: dict
+
+
+def model_name_for(cfg: RunConfig, dataset: FederatedDataset) -> str:
+    return cfg.training.model if cfg.training.model != "auto" else default_model_for(dataset.modality)
+
+
+def prepare_run(cfg: RunConfig, out_dir: Path) -> RunSetup:
+    dataset = load_run_dataset(cfg.data)
+    model_name = model_name_for(cfg, dataset)
+    torch.manual_seed(cfg.data.seed)
+    model = build_model(model_name, dataset.input_shape, dataset.num_classes)
+    weights = get_weights(model)
+    num_sites = max(cfg.data.num_sites, len(dataset.sites)) if cfg.data.partition != "natural" else len(dataset.sites)
+    largest = max(len(s.train) for s in dataset.sites.values())
+    secagg = (
+        secagg_settings(cfg.secagg, cfg.privacy, num_sites=num_sites, largest_site=largest)
+        if cfg.secagg.enabled
+        else None
+    )
+    recorder = RunRecorder(
+        out_dir,
+        config=cfg.to_dict(),
+        privacy_mode=cfg.privacy.mode,
+        site_names=dataset.site_names(),
+        secure_aggregation=secagg.to_dict() if secagg else {"enabled": False},
+        client_dp=client_dp_record(cfg) if cfg.privacy.mode == "client-dp" else None,
+    )
+    recorder.listeners.extend(PROGRESS_LISTENERS)
+    start_round, optimizer_state = 1, {}
+    resumed = load_checkpoint(out_dir)
+    if resumed is not None:
+        state, saved_weights, optimizer_state = resumed
+        _check_same_config(out_dir, cfg)
+        if int(state["round"]) >= cfg.federation.num_rounds:
+            raise ConfigError(
+                f"The run in {out_dir} already finished all {cfg.federation.num_rounds} rounds.",
+                "choose a new --out folder (or run-name) for a new run.",
+            )
+        recorder.restore(state)
+        weights = saved_weights
+        set_weights(model, weights)
+        start_round = int(state["round"]) + 1
+        log.warning("resuming run %s from round %d", out_dir, start_round)
+        recorder.event(start_round, f"server restarted; resuming from round {start_round}")
+    else:
+        (out_dir / "run-config.json").write_text(json.dumps(cfg.to_flower(), indent=2))
+    return RunSetup(
+        cfg=cfg,
+        out_dir=out_dir,
+        dataset=dataset,
+        model_name=model_name,
+        model=model,
+        initial_weights=weights,
+        num_sites=num_sites,
+        secagg=secagg,
+        update_bound=update_bound(cfg.secagg, cfg.privacy),
+        recorder=recorder,
+        start_round=start_round,
+        optimizer_state=optimizer_state,
+    )
+
+
+def _check_same_config(out_dir: Path, cfg: RunConfig) -> None:
+    saved_path = out_dir / "run-config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    current = cfg.to_flower()
+    changed = sorted(k for k in current if k in saved and saved[k] != current[k] and k not in ("out-dir",))
+    if changed:
+        raise ConfigError(
+            f"Cannot resume the run in {out_dir}: its configuration changed ({', '.join(changed)}).",
+            "resume with the original configuration, or start a new run in a new folder.",
+        )
+
+
+def central_test_split(dataset: FederatedDataset) -> Split | None:
+    """The operator's held-out split, normalised with its own statistics."""
+    if dataset.central_test is None:
+        return None
+    holder = SiteData("central", dataset.central_test, dataset.central_test)
+    return normalise_with_site_stats(holder, dataset.modality).test
+
+
+def make_central_evaluator(setup: RunSetup):
+    """Flower `evaluate_fn`: the global model on the operator's held-out split, every round."""
+    split = central_test_split(setup.dataset) if setup.cfg.federation.central_eval else None
+    if split is None:
+        return None
+    device = pick_device("auto")
+    model = build_model(setup.model_name, setup.dataset.input_shape, setup.dataset.num_classes).to(device)
+
+    def evaluate(server_round: int, weights: list[np.ndarray], config: dict) -> tuple[float, dict]:
+        set_weights(model, weights)
+        loss, metrics, probs = evaluate_model(model, split, device=device)
+        points = roc_curve_points(split.y.numpy(), probs) if setup.dataset.num_classes == 2 else None
+        roc = (
+            {"fpr": points[0].tolist(), "tpr": points[1].tolist(), "auc": metrics.get("auc")}
+            if points is not None
+            else None
+        )
+        setup.recorder.on_central_evaluation(server_round, loss, metrics, roc)
+        return float(loss), {k: float(v) for k, v in metrics.items() if v is not None}
+
+    return evaluate
+
+
+def client_dp_record(cfg: RunConfig) -> dict:
+    """Client-level (site-level) epsilon after each round under Flower's central-DP wrapper:
+    every site takes part in every round (sampling rate 1), Gaussian noise z * C on the sum."""
+    from opacus.accountants import RDPAccountant
+
+    z = cfg.privacy.client_noise_multiplier
+    by_round: dict[str, float | None] = {}
+    if z > 0:
+        acc = RDPAccountant()
+        for r in range(1, cfg.federation.num_rounds + 1):
+            acc.step(noise_multiplier=z, sample_rate=1.0)
+            by_round[str(r)] = float(acc.get_epsilon(cfg.privacy.delta))
+    return {
+        "noise_multiplier": z,
+        "clipping_norm": cfg.privacy.max_grad_norm,
+        "delta": cfg.privacy.delta,
+        "epsilon_by_round": by_round if z > 0 else "infinite (no noise)",
+        "accountant": "rdp (opacus), site-level, sampling rate 1",
+    }

@@ -1,0 +1,63 @@
+"""The medfed ServerApp: a thin adapter from Flower's run to the server's pieces.
+
+Same app for `medfed simulate`, `flwr run .` and `medfed server run` (deployment). `app` reads
+the run configuration from Flower; `make_server_app` binds one in advance (simulation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flwr.app import Context
+from flwr.server import LegacyContext, ServerApp, ServerConfig
+from flwr.serverapp.grid import Grid
+
+from common.config import RunConfig
+from common.runs import run_out_dir
+from server.outputs import write_final_outputs
+from server.run_setup import make_central_evaluator, prepare_run
+from server.secure_aggregation import secagg_workflow
+from server.strategy import build_strategy
+from server.workflow import MedfedWorkflow, evaluate_workflow, plain_fit_workflow
+
+
+def run_federation(grid: Grid, context: Context, cfg: RunConfig) -> None:
+    setup = prepare_run(cfg, run_out_dir(cfg, context.run_id))
+    strategy = build_strategy(
+        cfg,
+        initial_weights=setup.initial_weights,
+        num_sites=setup.num_sites,
+        observer=setup.recorder,
+        update_bound=setup.update_bound,
+        evaluate_fn=make_central_evaluator(setup),
+    )
+    strategy.load_optimizer_state(setup.optimizer_state)
+    timeout = cfg.federation.round_timeout
+    fit = secagg_workflow(setup.secagg, timeout=timeout) if setup.secagg else plain_fit_workflow(timeout)
+    workflow = MedfedWorkflow(
+        fit_workflow=fit,
+        evaluate_workflow=evaluate_workflow(timeout),
+        recorder=setup.recorder,
+        min_sites=cfg.federation.min_sites,
+        quorum_timeout=timeout,
+        start_round=setup.start_round,
+    )
+    legacy = LegacyContext(
+        context, config=ServerConfig(num_rounds=cfg.federation.num_rounds, round_timeout=timeout), strategy=strategy
+    )
+    workflow(grid, legacy)
+    write_final_outputs(setup, workflow.final_weights)
+
+
+def make_server_app(run_config: Mapping[str, Any] | None = None) -> ServerApp:
+    bound = dict(run_config) if run_config is not None else None
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_federation(grid, context, RunConfig.from_flower(bound if bound is not None else context.run_config))
+
+    return server_app
+
+
+app = make_server_app()

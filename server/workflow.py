@@ -1,0 +1,174 @@
+"""The round loop: Flower's legacy workflows, bounded in time, resumable, and recorded.
+
+Why not `DefaultWorkflow` as is: it always starts at round 1, its plain fit/evaluate steps wait
+for replies without a time limit, and it has no notion of a quorum. This loop keeps Flower's
+pieces (client-manager thread, `SecAggPlusWorkflow` for fit, the legacy strategy API) and adds:
+  * resume from the last completed round (weights, server-optimiser state, records);
+  * a quorum check before each round, bounded by the round timeout — a round that cannot reach
+    it is recorded as "quorum not reached" and the next round proceeds;
+  * per-round timeouts on every exchange with the sites;
+  * a checkpoint and a metrics write after every round.
+"""
+
+from __future__ import annotations
+
+import timeit
+from typing import Callable, cast
+
+from flwr.app import ConfigRecord, Context, Message
+from flwr.app.message_type import MessageType
+from flwr.common import Code, EvaluateRes, FitRes, parameters_to_ndarrays
+from flwr.compat.common import recorddict_compat as compat
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.compat.app_utils import start_update_client_manager_thread
+from flwr.server.compat.legacy_context import LegacyContext
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
+from flwr.serverapp.grid import Grid
+
+from server.records import RunRecorder
+from server.strategy import UpdateDecodingStrategy
+
+Workflow = Callable[[Grid, Context], None]
+
+
+def _current_round(context: LegacyContext) -> int:
+    return cast(int, context.state.config_records[MAIN_CONFIGS_RECORD][Key.CURRENT_ROUND])
+
+
+def _current_parameters(context: LegacyContext):
+    return compat.arrayrecord_to_parameters(context.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
+
+
+def plain_fit_workflow(timeout: float) -> Workflow:
+    """Flower's default fit step (no secure aggregation), with a reply timeout."""
+
+    def run(grid: Grid, context: Context) -> None:
+        ctx = cast(LegacyContext, context)
+        rnd = _current_round(ctx)
+        instructions = ctx.strategy.configure_fit(rnd, _current_parameters(ctx), ctx.client_manager)
+        if not instructions:
+            return
+        proxies = {proxy.node_id: proxy for proxy, _ in instructions}
+        out = [
+            Message(
+                content=compat.fitins_to_recorddict(ins, True),
+                dst_node_id=proxy.node_id,
+                message_type=MessageType.TRAIN,
+                group_id=str(rnd),
+            )
+            for proxy, ins in instructions
+        ]
+        replies = list(grid.send_and_receive(out, timeout=timeout))
+        results: list[tuple[ClientProxy, FitRes]] = []
+        failures: list = []
+        for msg in replies:
+            if msg.has_content():
+                res = compat.recorddict_to_fitres(msg.content, False)
+                target = results if res.status.code == Code.OK else failures
+                target.append((proxies[msg.metadata.src_node_id], res))
+            else:
+                failures.append(Exception(msg.error.reason if msg.has_error() else "no reply"))
+        missing = len(instructions) - len(replies)
+        failures.extend(Exception(f"no reply within {timeout:.0f} s") for _ in range(missing))
+        params, metrics = ctx.strategy.aggregate_fit(rnd, results, failures)
+        if params is not None:
+            ctx.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(params, True)
+            ctx.history.add_metrics_distributed_fit(server_round=rnd, metrics=metrics)
+
+    return run
+
+
+def evaluate_workflow(timeout: float) -> Workflow:
+    """Flower's default federated-evaluation step, with a reply timeout."""
+
+    def run(grid: Grid, context: Context) -> None:
+        ctx = cast(LegacyContext, context)
+        rnd = _current_round(ctx)
+        instructions = ctx.strategy.configure_evaluate(rnd, _current_parameters(ctx), ctx.client_manager)
+        if not instructions:
+            return
+        proxies = {proxy.node_id: proxy for proxy, _ in instructions}
+        out = [
+            Message(
+                content=compat.evaluateins_to_recorddict(ins, True),
+                dst_node_id=proxy.node_id,
+                message_type=MessageType.EVALUATE,
+                group_id=str(rnd),
+            )
+            for proxy, ins in instructions
+        ]
+        replies = list(grid.send_and_receive(out, timeout=timeout))
+        results: list[tuple[ClientProxy, EvaluateRes]] = []
+        failures: list = []
+        for msg in replies:
+            if msg.has_content():
+                res = compat.recorddict_to_evaluateres(msg.content)
+                target = results if res.status.code == Code.OK else failures
+                target.append((proxies[msg.metadata.src_node_id], res))
+            else:
+                failures.append(Exception(msg.error.reason if msg.has_error() else "no reply"))
+        ctx.strategy.aggregate_evaluate(rnd, results, failures)
+
+    return run
+
+
+class MedfedWorkflow:
+    """Round loop; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        fit_workflow: Workflow,
+        evaluate_workflow: Workflow,
+        recorder: RunRecorder,
+        min_sites: int,
+        quorum_timeout: float,
+        start_round: int = 1,
+    ) -> None:
+        self.fit_workflow = fit_workflow
+        self.evaluate_workflow = evaluate_workflow
+        self.recorder = recorder
+        self.min_sites = min_sites
+        self.quorum_timeout = quorum_timeout
+        self.start_round = start_round
+        self.final_weights: list | None = None
+
+    def __call__(self, grid: Grid, context: Context) -> None:
+        ctx = cast(LegacyContext, context)
+        strategy = cast(UpdateDecodingStrategy, ctx.strategy)
+        thread, stop, registered = start_update_client_manager_thread(grid, ctx.client_manager)
+        try:
+            registered.wait()
+            params = strategy.initialize_parameters(ctx.client_manager)
+            assert params is not None
+            ctx.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(params, True)
+            cfg = ConfigRecord()
+            cfg[Key.START_TIME] = timeit.default_timer()
+            ctx.state.config_records[MAIN_CONFIGS_RECORD] = cfg
+
+            if self.start_round == 1:
+                self.recorder.start_round(0)
+                strategy.evaluate(0, params)  # baseline: the untrained global model
+                self.recorder.end_round(0, weights=None, optimizer_state=None)
+
+            for rnd in range(self.start_round, ctx.config.num_rounds + 1):
+                cfg[Key.CURRENT_ROUND] = rnd
+                self.recorder.start_round(rnd)
+                if not ctx.client_manager.wait_for(self.min_sites, timeout=int(max(1, self.quorum_timeout))):
+                    self.recorder.quorum_not_reached(
+                        rnd, available=ctx.client_manager.num_available(), needed=self.min_sites
+                    )
+                else:
+                    self.fit_workflow(grid, ctx)
+                    current = _current_parameters(ctx)
+                    strategy.evaluate(rnd, current)
+                    self.evaluate_workflow(grid, ctx)
+                self.recorder.end_round(
+                    rnd,
+                    weights=parameters_to_ndarrays(_current_parameters(ctx)),
+                    optimizer_state=strategy.optimizer_state(),
+                )
+            self.final_weights = parameters_to_ndarrays(_current_parameters(ctx))
+        finally:
+            stop.set()
+            thread.join()

@@ -1,0 +1,120 @@
+"""The `medfed` command: one entry point composed of sub-commands.
+
+  medfed simulate      a whole federation on this machine (Flower simulation engine)
+  medfed data check    validate and summarise a site's data
+  medfed pki ...       consortium CA, server certificate, node identities
+  medfed server ...    start the SuperLink, submit a federated run   (operator)
+  medfed client ...    the hospital daemon and its status            (hospital IT)
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from common.cli_support import user_errors, warn
+
+app = typer.Typer(
+    help="medfed: federated, privacy-preserving deep learning for hospitals.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _mount(module: str, attr: str, name: str) -> None:
+    """Add a sub-command group if its module is present (each group lives in its own package)."""
+    try:
+        sub = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):  # pragma: no cover - only while a group is being built
+        return
+    app.add_typer(sub, name=name)
+
+
+_mount("common.cli_data", "data_app", "data")
+_mount("common.cli_pki", "pki_app", "pki")
+_mount("server.cli", "server_app_cli", "server")
+_mount("client.cli", "client_cli", "client")
+
+
+@app.command()
+@user_errors
+def simulate(
+    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset: pneumoniamnist, heart-disease, ecg5000.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="A hospital's own data (file or folder) instead of a built-in dataset.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="Format of --data: npz, image-folder, dicom, wfdb, ucr, table.")] = None,
+    sites: Annotated[Optional[int], typer.Option(help="Number of simulated hospitals (natural partitions fix it).")] = None,
+    partition: Annotated[Optional[str], typer.Option(help="natural, iid, dirichlet or quantity.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="Dirichlet concentration (smaller = more skew).")] = None,
+    rounds: Annotated[Optional[int], typer.Option(help="Federated rounds.")] = None,
+    local_epochs: Annotated[Optional[int], typer.Option(help="Local epochs per round.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="fedavg, fedprox or fedadam.")] = None,
+    epsilon: Annotated[Optional[float], typer.Option(help="Per-hospital privacy budget epsilon (DP-SGD).")] = None,
+    delta: Annotated[Optional[float], typer.Option(help="Per-hospital delta.")] = None,
+    max_grad_norm: Annotated[Optional[float], typer.Option(help="Clipping norm.")] = None,
+    privacy_mode: Annotated[Optional[str], typer.Option(help="sample-dp (default), client-dp, or none.")] = None,
+    no_dp: Annotated[bool, typer.Option("--no-dp", help="Train WITHOUT differential privacy (reported as such).")] = False,
+    no_secagg: Annotated[bool, typer.Option("--no-secagg", help="Turn secure aggregation OFF (reported as such).")] = False,
+    model: Annotated[Optional[str], typer.Option(help="auto, cnn, gru, lstm or mlp.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Local batch size.")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Local learning rate.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for partitions and initial weights.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: a new folder under runs/).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the built-in datasets (or MEDFED_DATA_DIR).")] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Flower's own log.")] = False,
+) -> None:
+    """Run a private federation of simulated hospitals on this machine and write a report.
+
+    Default: pneumoniamnist, 4 hospitals with Dirichlet label skew, DP-SGD (epsilon 8 per
+    hospital) and SecAgg+.
+    """
+    from simulations.progress import LiveDisplay, print_summary
+    from simulations.simulate import build_config, default_partition, new_out_dir, run
+
+    if no_dp and privacy_mode not in (None, "none"):
+        raise typer.BadParameter("--no-dp contradicts --privacy-mode; use one of them.")
+    mode = "none" if no_dp else privacy_mode
+    ds = "" if data is not None else (dataset or "pneumoniamnist")
+    part = partition or default_partition(ds, str(data or ""))
+    out_dir = out or new_out_dir()
+    cfg = build_config(
+        **{
+            "data.dataset": ds,
+            "data.data_path": str(data) if data is not None else None,
+            "data.data_format": format,
+            "data.num_sites": sites,
+            "data.partition": part,
+            "data.alpha": alpha,
+            "data.seed": seed,
+            "training.local_epochs": local_epochs,
+            "training.model": model,
+            "training.batch_size": batch_size,
+            "training.learning_rate": learning_rate,
+            "privacy.mode": mode,
+            "privacy.epsilon": epsilon,
+            "privacy.delta": delta,
+            "privacy.max_grad_norm": max_grad_norm,
+            "secagg.enabled": False if no_secagg else None,
+            "federation.num_rounds": rounds,
+            "federation.strategy": strategy,
+            "out_dir": str(out_dir),
+        }
+    )
+    if cfg.privacy.mode == "none":
+        warn("differential privacy is OFF for this run (--no-dp); the report says so.")
+    if not cfg.secagg.enabled:
+        warn("secure aggregation is OFF for this run (--no-secagg); the server sees each hospital's update.")
+    display = LiveDisplay(cfg)
+    with display:
+        result = run(cfg, data_dir=str(data_dir) if data_dir else None, display=display, verbose=verbose)
+    print_summary(result)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
