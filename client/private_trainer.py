@@ -356,6 +356,7 @@ class NonPrivateTrainer:
         num_examples: int,
         learning_rate: float = 0.5,
         momentum: float = 0.9,
+        num_rounds: int | None = None,  # accepted for interface parity; nothing is budgeted
     ) -> None:
         self.local_epochs = local_epochs
         self.batch_size = max(1, min(batch_size, num_examples))

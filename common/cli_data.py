@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -32,21 +32,58 @@ data_app = typer.Typer(
 @data_app.command("check")
 @user_errors
 def check(
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="A built-in dataset: heart-disease, pneumoniamnist or ecg5000.")] = None,
-    path: Annotated[Optional[Path], typer.Option("--path", help="A hospital's data: a file or folder (see docs/DATA.md).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help=f"Format of --path: {', '.join(FORMATS)}. Inferred from the path when unambiguous.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout instead of tables.")] = False,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of built-in datasets (default: $MEDFED_DATA_DIR, then ~/.cache/medfed/datasets).")] = None,
-    sites: Annotated[Optional[int], typer.Option("--sites", help="Number of virtual sites for a built-in dataset.")] = None,
-    partition: Annotated[Optional[str], typer.Option("--partition", help="natural, iid, dirichlet or quantity (built-in datasets; default: the dataset's own).")] = None,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Skew of dirichlet/quantity partitions (smaller = more skew).")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="A built-in dataset: heart-disease, pneumoniamnist or ecg5000.")
+    ] = None,
+    path: Annotated[
+        Path | None, typer.Option("--path", help="A hospital's data: a file or folder (see docs/DATA.md).")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help=f"Format of --path: {', '.join(FORMATS)}. Inferred from the path when unambiguous."
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print exactly one JSON object on stdout instead of tables.")
+    ] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Folder of built-in datasets (default: $MEDFED_DATA_DIR, then ~/.cache/medfed/datasets)."
+        ),
+    ] = None,
+    sites: Annotated[
+        int | None, typer.Option("--sites", help="Number of virtual sites for a built-in dataset.")
+    ] = None,
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            "--partition", help="natural, iid, dirichlet or quantity (built-in datasets; default: the dataset's own)."
+        ),
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="Skew of dirichlet/quantity partitions (smaller = more skew).")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for partitions and the automatic test split.")] = 0,
-    site_name: Annotated[Optional[str], typer.Option("--site-name", help="Name of the site for --path (default: the file or folder name).")] = None,
-    image_size: Annotated[int, typer.Option("--image-size", help="Image side length for image-folder/dicom (28..224).")] = 28,
+    site_name: Annotated[
+        str | None,
+        typer.Option("--site-name", help="Name of the site for --path (default: the file or folder name)."),
+    ] = None,
+    image_size: Annotated[
+        int, typer.Option("--image-size", help="Image side length for image-folder/dicom (28..224).")
+    ] = 28,
     label_column: Annotated[str, typer.Option("--label-column", help="Label column of a table.")] = "label",
-    labels_csv: Annotated[str, typer.Option("--labels-csv", help="Labels file inside an image-folder/dicom folder.")] = "labels.csv",
-    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Test share when the data carries no split.")] = 0.2,
-    num_classes: Annotated[Optional[int], typer.Option("--num-classes", help="Number of classes for integer labels when some class has no example here.")] = None,
+    labels_csv: Annotated[
+        str, typer.Option("--labels-csv", help="Labels file inside an image-folder/dicom folder.")
+    ] = "labels.csv",
+    test_fraction: Annotated[
+        float, typer.Option("--test-fraction", help="Test share when the data carries no split.")
+    ] = 0.2,
+    num_classes: Annotated[
+        int | None,
+        typer.Option("--num-classes", help="Number of classes for integer labels when some class has no example here."),
+    ] = None,
 ) -> None:
     """Load the data, check it, and report rows, class counts, input shape and problems per site."""
     try:
@@ -57,8 +94,15 @@ def check(
             )
         if path is not None:
             ds = load_hospital(
-                path, fmt, site_name=site_name, image_size=image_size, label_column=label_column,
-                labels_csv=labels_csv, test_fraction=test_fraction, seed=seed, num_classes=num_classes,
+                path,
+                fmt,
+                site_name=site_name,
+                image_size=image_size,
+                label_column=label_column,
+                labels_csv=labels_csv,
+                test_fraction=test_fraction,
+                seed=seed,
+                num_classes=num_classes,
             )
         else:
             ds = _load_builtin(str(dataset), data_dir, sites, partition, alpha, seed)
@@ -105,8 +149,14 @@ def _print_tables(ds: FederatedDataset, summary: dict) -> None:
         f"{ds.num_classes} classes ({', '.join(ds.class_names)})"
     )
     table = Table(title=title, show_lines=False)
-    for col, kw in (("Site", {"no_wrap": True}), ("Split", {}), ("Rows", {"justify": "right"}),
-                    ("Class counts", {}), ("Input shape", {}), ("Problems", {"overflow": "fold"})):
+    for col, kw in (
+        ("Site", {"no_wrap": True}),
+        ("Split", {}),
+        ("Rows", {"justify": "right"}),
+        ("Class counts", {}),
+        ("Input shape", {}),
+        ("Problems", {"overflow": "fold"}),
+    ):
         table.add_column(col, **kw)
     shape = "x".join(map(str, ds.input_shape))
     for name, site in summary["sites"].items():
@@ -116,14 +166,23 @@ def _print_tables(ds: FederatedDataset, summary: dict) -> None:
             mine = [p.removeprefix(prefix).strip() for p in site["problems"] if p.startswith(prefix)]
             mine += ["warning: " + w.removeprefix(prefix).strip() for w in site["warnings"] if w.startswith(prefix)]
             table.add_row(
-                name, split, str(site[split]),
-                " ".join(f"{c}:{n}" for c, n in zip(ds.class_names, counts)),
-                shape, "; ".join(mine) or "-",
+                name,
+                split,
+                str(site[split]),
+                " ".join(f"{c}:{n}" for c, n in zip(ds.class_names, counts, strict=True)),
+                shape,
+                "; ".join(mine) or "-",
             )
     if "central_test" in summary:
         central = summary["central_test"]
-        table.add_row("(central test)", "test", str(central["test"]),
-                      " ".join(f"{c}:{n}" for c, n in zip(ds.class_names, central["class_counts"])), shape, "-")
+        table.add_row(
+            "(central test)",
+            "test",
+            str(central["test"]),
+            " ".join(f"{c}:{n}" for c, n in zip(ds.class_names, central["class_counts"], strict=True)),
+            shape,
+            "-",
+        )
     console.print(table)
     if summary["valid"]:
         console.print(f"valid: {ds.name} passed every check.")

@@ -77,7 +77,7 @@ class TrainingConfig:
     batch_size: int = 128
     learning_rate: float = 0.5
     momentum: float = 0.9
-    proximal_mu: float = 0.0
+    proximal_mu: float = 0.01  # used only by strategy=fedprox
     model: str = "auto"
 
     def problems(self) -> list[str]:

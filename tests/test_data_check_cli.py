@@ -26,7 +26,9 @@ def run(*args: str):
 @pytest.fixture
 def good_csv(tmp_path) -> Path:
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({"age": rng.integers(30, 80, 50), "bp": rng.normal(130, 15, 50), "label": [i % 2 for i in range(50)]})
+    df = pd.DataFrame(
+        {"age": rng.integers(30, 80, 50), "bp": rng.normal(130, 15, 50), "label": [i % 2 for i in range(50)]}
+    )
     path = tmp_path / "ward7.csv"
     df.to_csv(path, index=False)
     return path

@@ -63,8 +63,12 @@ def write_npz(path: Path, *, n_train=40, n_test=12, n_val=8, hw=(28, 28), channe
         y = np.arange(n) % 2
         return y.reshape(-1, 1).astype(np.uint8) if label_shape2 else y.astype(np.int64)
 
-    arrays = {"train_images": imgs(n_train), "train_labels": labels(n_train),
-              "test_images": imgs(n_test), "test_labels": labels(n_test)}
+    arrays = {
+        "train_images": imgs(n_train),
+        "train_labels": labels(n_train),
+        "test_images": imgs(n_test),
+        "test_labels": labels(n_test),
+    }
     if n_val:
         arrays |= {"val_images": imgs(n_val), "val_labels": labels(n_val)}
     arrays |= over
@@ -195,7 +199,9 @@ def test_image_folder_grayscale_png_string_labels(tmp_path):
 
 def test_image_folder_rgb_jpeg_int_labels_explicit_split(tmp_path):
     split = ["train"] * 8 + ["test"] * 4
-    folder = write_image_folder(tmp_path / "derm", modes=("RGB",), suffix=".jpg", labels=[i % 3 for i in range(12)], split=split)
+    folder = write_image_folder(
+        tmp_path / "derm", modes=("RGB",), suffix=".jpg", labels=[i % 3 for i in range(12)], split=split
+    )
     ds = load_hospital(folder, "image-folder", image_size=28)
     site = assert_contract(ds, "image", (3, 28, 28))
     assert ds.class_names == ["0", "1", "2"] and (len(site.train), len(site.test)) == (8, 4)
@@ -295,8 +301,13 @@ def test_dicom_rescale_and_monochrome1(tmp_path):
     write_dicom(folder / "b.dcm", ramp, photometric="MONOCHROME1")
     write_dicom(folder / "c.dcm", ramp)
     write_dicom(folder / "d.dcm", ramp[::-1].copy())
-    pd.DataFrame({"filename": ["a.dcm", "b.dcm", "c.dcm", "d.dcm"], "label": [0, 1, 0, 1],
-                  "split": ["train", "train", "test", "test"]}).to_csv(folder / "labels.csv", index=False)
+    pd.DataFrame(
+        {
+            "filename": ["a.dcm", "b.dcm", "c.dcm", "d.dcm"],
+            "label": [0, 1, 0, 1],
+            "split": ["train", "train", "test", "test"],
+        }
+    ).to_csv(folder / "labels.csv", index=False)
     site = only_site(load_hospital(folder, "dicom", image_size=28))
     expected = torch.from_numpy(np.tile(np.arange(28) / 27, (28, 1))).float()
     assert torch.allclose(site.train.x[0, 0], expected, atol=1e-6)
@@ -331,7 +342,7 @@ def test_wfdb_mitbih_100_beats_by_aami_class(data_dir):
     # every window is the raw lead-0 signal around an R peak (check one against wfdb directly)
     ann = wfdb.rdann(str(record / "100"), "atr")
     signal = wfdb.rdrecord(str(record / "100")).p_signal[:, 0]
-    peaks = [s for s, sym in zip(ann.sample, ann.symbol) if sym == "N"][1:]
+    peaks = [s for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym == "N"][1:]
     windows = {tuple(np.round(signal[p - 90 : p + 162], 4)) for p in peaks[:50]}
     found = sum(tuple(np.round(w[0].numpy().astype(np.float64), 4)) in windows for w in site.train.x[:400])
     assert found > 0
@@ -380,7 +391,9 @@ def test_ucr_ecg5000_whitespace(data_dir):
 
 @pytest.mark.parametrize("sep, name", [(",", "series.csv.txt"), ("\t", "series.tsv")])
 def test_ucr_comma_and_tab(tmp_path, sep, name):
-    lines = [sep.join([("abnormal" if i % 3 else "normal")] + [f"{v:.4f}" for v in RNG.normal(size=16)]) for i in range(30)]
+    lines = [
+        sep.join([("abnormal" if i % 3 else "normal")] + [f"{v:.4f}" for v in RNG.normal(size=16)]) for i in range(30)
+    ]
     path = tmp_path / name
     path.write_text("\n".join(lines) + "\n")
     ds = load_hospital(path, "ucr")
@@ -420,8 +433,14 @@ def test_ucr_single_class(tmp_path):
 
 # ---------------------------------------------------------------------------------- table
 def make_table(n=40, *, label="label"):
-    return pd.DataFrame({"age": RNG.integers(20, 90, n), "chol": RNG.normal(200, 30, n).round(1),
-                         "smoker": RNG.integers(0, 2, n).astype(bool), label: ["yes" if i % 3 else "no" for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "age": RNG.integers(20, 90, n),
+            "chol": RNG.normal(200, 30, n).round(1),
+            "smoker": RNG.integers(0, 2, n).astype(bool),
+            label: ["yes" if i % 3 else "no" for i in range(n)],
+        }
+    )
 
 
 def test_table_csv_and_parquet(tmp_path):
@@ -516,16 +535,33 @@ def test_check_dataset_reports_every_problem():
     x = torch.zeros(6, 3)
     x[1, 2] = float("nan")
     bad = FederatedDataset(
-        name="bad", modality="tabular", input_shape=(3,), num_classes=2, class_names=["a", "b"],
+        name="bad",
+        modality="tabular",
+        input_shape=(3,),
+        num_classes=2,
+        class_names=["a", "b"],
         sites={
-            "s1": SiteData("s1", Split(x, torch.tensor([0, 1, 0, 1, 0, 5])), Split(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64))),
-            "s2": SiteData("s2", Split(torch.zeros(4, 2), torch.zeros(4, dtype=torch.int64)), Split(torch.zeros(2, 3), torch.tensor([0, -1]))),
+            "s1": SiteData(
+                "s1",
+                Split(x, torch.tensor([0, 1, 0, 1, 0, 5])),
+                Split(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64)),
+            ),
+            "s2": SiteData(
+                "s2",
+                Split(torch.zeros(4, 2), torch.zeros(4, dtype=torch.int64)),
+                Split(torch.zeros(2, 3), torch.tensor([0, -1])),
+            ),
         },
     )
     problems = check_dataset(bad)
     joined = "\n".join(problems)
-    for words in ("site s1 train: 1 example(s) hold NaN", "site s1 train: labels span 0..5", "site s1 test: split is empty",
-                  "site s2 train: input shape (2,)", "site s2 test: labels span -1..0"):
+    for words in (
+        "site s1 train: 1 example(s) hold NaN",
+        "site s1 train: labels span 0..5",
+        "site s1 test: split is empty",
+        "site s2 train: input shape (2,)",
+        "site s2 test: labels span -1..0",
+    ):
         assert words in joined, words
     summary = summarise(bad)  # negative labels must not crash the counting
     assert summary["valid"] is False and summary["problems"] == problems
@@ -534,7 +570,9 @@ def test_check_dataset_reports_every_problem():
 
 # ---------------------------------------------------------------------- fuzz: never crash
 _FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-_CSV_ALPHABET = st.sampled_from(list("0123456789.,-+e \t\n") + ["nan", "inf", "label", "a", '"', "1,2,3\n", "\r\n", "\x00", "é"])
+_CSV_ALPHABET = st.sampled_from(
+    list("0123456789.,-+e \t\n") + ["nan", "inf", "label", "a", '"', "1,2,3\n", "\r\n", "\x00", "é"]
+)
 
 
 def _load_or_data_error(data: bytes, name: str, fmt: str) -> None:
@@ -566,7 +604,16 @@ def test_fuzz_random_csv_text_table_and_ucr(text):
 
 
 @_FUZZ
-@given(st.lists(st.tuples(st.sampled_from([0, 1, 2]), st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=3, max_size=3)), min_size=1, max_size=15))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 2]),
+            st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=3, max_size=3),
+        ),
+        min_size=1,
+        max_size=15,
+    )
+)
 def test_fuzz_structured_ucr_rows(rows):
     """Well-formed lines with arbitrary numbers (incl. NaN/inf) and class mixes."""
     text = "\n".join(" ".join([str(c)] + [repr(v) for v in vals]) for c, vals in rows)

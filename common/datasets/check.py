@@ -45,7 +45,9 @@ def check_dataset(ds: FederatedDataset) -> list[str]:
 def site_problems(ds: FederatedDataset, name: str) -> list[str]:
     """Problems of one site (prefixed ``site NAME SPLIT:``)."""
     site = ds.sites[name]
-    out = [f"site {name} {split}: {p}" for split in ("train", "test") for p in _split_problems(ds, getattr(site, split))]
+    out = [
+        f"site {name} {split}: {p}" for split in ("train", "test") for p in _split_problems(ds, getattr(site, split))
+    ]
     if len(ds.sites) == 1:
         out += _single_class(ds, name)
     return out
@@ -65,7 +67,8 @@ def _single_class(ds: FederatedDataset, name: str, *, fatal: bool = True) -> lis
     why = (
         "training needs at least two classes."
         if fatal
-        else "the site can still take part, but its local metrics (e.g. AUC) are undefined and its updates favour that class."
+        else "the site can still take part, but its local metrics (e.g. AUC) are undefined "
+        "and its updates favour that class."
     )
     return [f"site {name} train: only class {_name(ds, int(y[0]))!r} present; {why}"]
 

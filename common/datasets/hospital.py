@@ -9,8 +9,8 @@ file (and row/column where known) and the fix, never a library traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,7 +96,9 @@ def load_hospital(
     )
     problems = check_dataset(ds)
     if problems:  # defence in depth: the readers should have caught these with a better message
-        raise DataError(f"{raw.source} failed the dataset checks: " + "; ".join(problems), "fix the data and try again.")
+        raise DataError(
+            f"{raw.source} failed the dataset checks: " + "; ".join(problems), "fix the data and try again."
+        )
     return ds
 
 
@@ -105,7 +107,15 @@ def infer_format(path: Path) -> str:
     path = Path(path)
     suffix = path.suffix.lower()
     if path.is_file() or not path.exists():
-        by_suffix = {".npz": "npz", ".csv": "table", ".txt": "ucr", ".tsv": "ucr", ".hea": "wfdb", ".atr": "wfdb", ".dat": "wfdb"}
+        by_suffix = {
+            ".npz": "npz",
+            ".csv": "table",
+            ".txt": "ucr",
+            ".tsv": "ucr",
+            ".hea": "wfdb",
+            ".atr": "wfdb",
+            ".dat": "wfdb",
+        }
         by_suffix.update(dict.fromkeys(PARQUET_SUFFIXES, "table"))
         if suffix in by_suffix:
             return by_suffix[suffix]
@@ -166,7 +176,8 @@ def encode_labels(raw: RawData, num_classes: int | None = None) -> tuple[np.ndar
         if top >= num_classes:
             i = int(np.argmax(y >= num_classes))
             raise DataError(
-                f"{raw.source}: label {y[i]} at {raw.locate(i)} is out of range for {num_classes} classes (0..{num_classes - 1}).",
+                f"{raw.source}: label {y[i]} at {raw.locate(i)} is out of range for {num_classes} classes "
+                f"(0..{num_classes - 1}).",
                 "fix the label, or raise num_classes if the task really has more classes.",
             )
         k = num_classes
@@ -212,13 +223,16 @@ def _split(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Split:
 def _require_usable_splits(site: SiteData, class_names: list[str], source: Path, *, explicit: bool) -> None:
     where = "its train split" if explicit else "it"
     if len(site.train) == 0:
-        raise DataError(f"{source}: the train split is empty.", "mark some examples as train (or drop the split column).")
+        raise DataError(
+            f"{source}: the train split is empty.", "mark some examples as train (or drop the split column)."
+        )
     if len(site.test) == 0:
         raise DataError(f"{source}: the test split is empty.", "mark some examples as test (or drop the split column).")
     present = sorted(set(site.train.y.tolist()))
     if len(present) < 2:
         raise DataError(
-            f"{source}: only class {class_names[present[0]]!r} present in {where} ({len(site.train)} training examples); "
+            f"{source}: only class {class_names[present[0]]!r} present in {where} "
+            f"({len(site.train)} training examples); "
             "a classifier needs at least two classes to learn from.",
             "add examples of the other class(es) to the training data (this site cannot train alone on one class).",
         )

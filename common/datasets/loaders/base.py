@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,8 @@ def reading(path: Path | str, what: str = "file", fix: str = "", where: str = ""
             f"Cannot read {what} {path}{' ' + where if where else ''}: {type(exc).__name__}"
             + (f": {detail}" if detail else "")
             + ".",
-            fix or "check that the file is complete (not truncated) and in the expected format, "
+            fix
+            or "check that the file is complete (not truncated) and in the expected format, "
             "then export or copy it again.",
         ) from exc
 

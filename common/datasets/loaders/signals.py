@@ -6,13 +6,13 @@ Both produce float32 (n, leads, length).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from common.datasets.loaders.base import RawData, file_sha256, reading, require_exists, require_nonempty_file
+from common.datasets.loaders.base import RawData, file_sha256, reading, require_nonempty_file
 from common.errors import ConfigError, DataError
 
 # AAMI EC57 beat classes; every other annotation symbol (rhythm changes '+', noise '~', ...)
@@ -46,7 +46,9 @@ def read_wfdb(
 
     before_s, after_s = window
     if not (before_s >= 0 and after_s > 0):
-        raise ConfigError(f"window={window!r} is invalid.", "use (seconds before, seconds after) the R peak, e.g. (0.25, 0.45).")
+        raise ConfigError(
+            f"window={window!r} is invalid.", "use (seconds before, seconds after) the R peak, e.g. (0.25, 0.45)."
+        )
     records = _record_paths(path)
     xs, ys, where, checksums = [], [], [], {}
     fs_seen: float | None = None
@@ -58,7 +60,9 @@ def read_wfdb(
                 f"The WFDB record {rec} has no beat annotation file {ann_file}.",
                 f"put the .{annotation} file next to {header.name} (or pass the annotation extension).",
             )
-        with reading(header, "WFDB record", "copy the record's .hea and signal (.dat) files again; they are incomplete."):
+        with reading(
+            header, "WFDB record", "copy the record's .hea and signal (.dat) files again; they are incomplete."
+        ):
             record = wfdb.rdrecord(str(rec))
         with reading(ann_file, "WFDB annotation file", f"copy {ann_file.name} again; it is incomplete."):
             ann = wfdb.rdann(str(rec), annotation)
@@ -74,7 +78,7 @@ def read_wfdb(
         fs_seen = fs
         cols = _lead_indices(leads, list(record.sig_name or []), signal.shape[1], rec)
         pre, post = int(round(before_s * fs)), int(round(after_s * fs))
-        for sample, symbol in zip(ann.sample, ann.symbol):
+        for sample, symbol in zip(ann.sample, ann.symbol, strict=True):
             cls = AAMI_MAP.get(symbol)
             if cls is None:
                 continue
@@ -117,7 +121,9 @@ def _record_paths(path: Path) -> list[Path]:
     if path.is_dir():
         recs = sorted(p.with_suffix("") for p in path.glob("*.hea"))
         if not recs:
-            raise DataError(f"The folder {path} holds no WFDB header (.hea) files.", "point at a folder of WFDB records.")
+            raise DataError(
+                f"The folder {path} holds no WFDB header (.hea) files.", "point at a folder of WFDB records."
+            )
         return recs
     rec = path.with_suffix("") if path.suffix in (".hea", ".dat", ".atr") else path
     if not rec.with_suffix(".hea").is_file():
@@ -135,12 +141,16 @@ def _lead_indices(leads: Sequence[int | str] | None, names: list[str], n: int, r
     for lead in leads:
         if isinstance(lead, str) and not lead.isdigit():
             if lead not in names:
-                raise DataError(f"The WFDB record {rec} has no lead {lead!r}; it has {', '.join(names)}.", "choose leads it has.")
+                raise DataError(
+                    f"The WFDB record {rec} has no lead {lead!r}; it has {', '.join(names)}.", "choose leads it has."
+                )
             out.append(names.index(lead))
         else:
             i = int(lead)
             if not 0 <= i < n:
-                raise DataError(f"The WFDB record {rec} has {n} leads; lead index {i} does not exist.", f"use 0..{n - 1}.")
+                raise DataError(
+                    f"The WFDB record {rec} has {n} leads; lead index {i} does not exist.", f"use 0..{n - 1}."
+                )
             out.append(i)
     return out
 
@@ -183,7 +193,7 @@ def read_ucr(path: Path) -> RawData:
 def _sniff_separator(path: Path) -> str:
     """Tab if the first data line has a tab, else comma if it has one, else any whitespace."""
     with reading(path, "time-series file"):
-        with open(path, "r", encoding="utf-8", errors="strict") as fh:
+        with open(path, encoding="utf-8", errors="strict") as fh:
             for line in fh:
                 if line.strip():
                     break
@@ -204,9 +214,14 @@ def _numeric(block: pd.DataFrame, path: Path, first_col: int) -> np.ndarray:
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
         raw = block.iat[r, c]
-        what = "missing" if raw is None or (isinstance(raw, float) and np.isnan(raw)) or not str(raw).strip() else repr(raw)
+        what = (
+            "missing"
+            if raw is None or (isinstance(raw, float) and np.isnan(raw)) or not str(raw).strip()
+            else repr(raw)
+        )
         raise DataError(
-            f"The file {path} has a non-numeric, missing or infinite value ({what}) on line {r + 1}, column {c + first_col}"
+            f"The file {path} has a non-numeric, missing or infinite value ({what}) "
+            f"on line {r + 1}, column {c + first_col}"
             f" ({int(bad.any(axis=1).sum())} line(s) affected).",
             "every value after the label must be a finite number and every line equally long; "
             "remove header lines, pad or trim series to one length, and fill or drop missing values.",

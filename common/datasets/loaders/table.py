@@ -21,14 +21,17 @@ def read_table(path: Path, *, label_column: str = "label") -> RawData:
     if not path.is_file():
         raise DataError(f"{path} is a folder; the table format expects one CSV or Parquet file.", "pass the file path.")
     parquet = path.suffix.lower() in PARQUET_SUFFIXES
-    with reading(path, "Parquet file" if parquet else "CSV file", "export the table again as a complete CSV or Parquet file."):
+    with reading(
+        path, "Parquet file" if parquet else "CSV file", "export the table again as a complete CSV or Parquet file."
+    ):
         df = pd.read_parquet(path) if parquet else pd.read_csv(path, skipinitialspace=True)
     df.columns = [str(c).strip() for c in df.columns]
     # line numbers in messages: CSV header is line 1; for Parquet we say "row" (0-based index + 1)
     row_word, offset = ("row", 1) if parquet else ("line", 2)
     if label_column not in df.columns:
         raise DataError(
-            f"The table {path} has no label column {label_column!r}; its columns are: {', '.join(df.columns) or 'none'}.",
+            f"The table {path} has no label column {label_column!r}; "
+            f"its columns are: {', '.join(df.columns) or 'none'}.",
             "name the label column 'label', or pass its name with label_column / --label-column.",
         )
     if df.empty:
@@ -46,13 +49,20 @@ def read_table(path: Path, *, label_column: str = "label") -> RawData:
         split = s.to_numpy()
     labels = df.pop(label_column)
     if df.shape[1] == 0:
-        raise DataError(f"The table {path} has no feature columns besides {label_column!r}.", "export the feature columns too.")
-    non_numeric = [c for c in df.columns if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))]
+        raise DataError(
+            f"The table {path} has no feature columns besides {label_column!r}.", "export the feature columns too."
+        )
+    non_numeric = [
+        c for c in df.columns if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
+    ]
     if non_numeric:
-        examples = ", ".join(f"{c} (e.g. {df[c].dropna().astype(str).iloc[0]!r})" if df[c].notna().any() else c for c in non_numeric[:10])
+        examples = ", ".join(
+            f"{c} (e.g. {df[c].dropna().astype(str).iloc[0]!r})" if df[c].notna().any() else c for c in non_numeric[:10]
+        )
         raise DataError(
             f"The table {path} has non-numeric feature column(s): {examples}"
-            + (f" and {len(non_numeric) - 10} more" if len(non_numeric) > 10 else "") + ".",
+            + (f" and {len(non_numeric) - 10} more" if len(non_numeric) > 10 else "")
+            + ".",
             "encode them as numbers (e.g. one-hot or ordinal codes) or drop them before export; "
             "missing-value markers such as '?' also make a column non-numeric.",
         )
@@ -67,7 +77,9 @@ def read_table(path: Path, *, label_column: str = "label") -> RawData:
         )
     if labels.isna().any():
         i = int(np.argmax(labels.isna().to_numpy()))
-        raise DataError(f"The table {path} has an empty label on {row_word} {i + offset}.", "fill in the label or drop the row.")
+        raise DataError(
+            f"The table {path} has an empty label on {row_word} {i + offset}.", "fill in the label or drop the row."
+        )
     integer = pd.api.types.is_integer_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
     return RawData(
         x=x.astype(np.float32),
