@@ -276,7 +276,8 @@ class PrivateTrainer:
         steps_before = sum(s for _, _, s in engine.accountant.history)
         loss = self._train(engine, model, train_split, device, proximal_mu, global_weights)
         real_history = list(engine.accountant.history)
-        real_eps = self._epsilon(engine.accountant, entry.delta)
+        # Normally identical to the projection (same merge rule); only recompute if not.
+        real_eps = projected if real_history == sim.history else self._epsilon(engine.accountant, entry.delta)
         steps = sum(s for _, _, s in real_history) - steps_before
 
         def settle(e: LedgerEntry) -> None:  # keep whichever is larger: projection or reality

@@ -131,9 +131,9 @@ class ManagedProcess:
         self.deadline_exceeded = False
         self._lock = threading.Lock()
         self._stopped = False
+        # The command line goes to a side file so that log patterns never match the argv.
+        self.log_path.with_suffix(".cmd").write_text(shlex.join(self.argv) + "\n")
         with self.log_path.open("ab") as log:
-            log.write(f"$ {shlex.join(self.argv)}\n".encode())
-            log.flush()
             self.popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
                 self.argv,
                 stdin=subprocess.DEVNULL,

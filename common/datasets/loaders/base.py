@@ -52,7 +52,7 @@ def reading(path: Path | str, what: str = "file", fix: str = "", where: str = ""
     except (MedfedError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - see docstring
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        detail = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
         raise DataError(
             f"Cannot read {what} {path}{' ' + where if where else ''}: {type(exc).__name__}"
             + (f": {detail}" if detail else "")

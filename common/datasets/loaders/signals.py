@@ -44,7 +44,10 @@ def read_wfdb(
     """
     import wfdb  # imported here: only ECG sites pay for it
 
-    before_s, after_s = window
+    try:
+        before_s, after_s = (float(v) for v in window)
+    except (TypeError, ValueError):
+        before_s = after_s = float("nan")
     if not (before_s >= 0 and after_s > 0):
         raise ConfigError(
             f"window={window!r} is invalid.", "use (seconds before, seconds after) the R peak, e.g. (0.25, 0.45)."

@@ -21,10 +21,11 @@ def read_table(path: Path, *, label_column: str = "label") -> RawData:
     if not path.is_file():
         raise DataError(f"{path} is a folder; the table format expects one CSV or Parquet file.", "pass the file path.")
     parquet = path.suffix.lower() in PARQUET_SUFFIXES
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     with reading(
         path, "Parquet file" if parquet else "CSV file", "export the table again as a complete CSV or Parquet file."
     ):
-        df = pd.read_parquet(path) if parquet else pd.read_csv(path, skipinitialspace=True)
+        df = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=sep, skipinitialspace=True)
     df.columns = [str(c).strip() for c in df.columns]
     # line numbers in messages: CSV header is line 1; for Parquet we say "row" (0-based index + 1)
     row_word, offset = ("row", 1) if parquet else ("line", 2)
