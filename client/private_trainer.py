@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 import warnings
@@ -90,6 +91,18 @@ def _opacus_notices_off() -> Iterator[None]:
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
         yield
+
+
+@functools.lru_cache(maxsize=32)
+def calibrate_noise(epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
+    """Opacus' noise calibration (a binary search over the accountant: slow with RDP at low
+    noise, hence the cache; the result is a pure function of its arguments)."""
+    with _opacus_notices_off():
+        return float(
+            get_noise_multiplier(
+                target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant=accountant
+            )
+        )
 
 
 def _quiet_engine(accountant: str) -> PrivacyEngine:
@@ -176,14 +189,7 @@ class PrivateTrainer:
     def _calibrate(self, entry: LedgerEntry) -> LedgerEntry:
         """Noise for the whole planned run, computed once and kept in the ledger."""
         try:
-            with _opacus_notices_off():
-                sigma = get_noise_multiplier(
-                    target_epsilon=entry.epsilon_budget,
-                    target_delta=entry.delta,
-                    sample_rate=self.sample_rate,
-                    steps=self.planned_steps,
-                    accountant=entry.accountant,
-                )
+            sigma = calibrate_noise(entry.epsilon_budget, entry.delta, self.sample_rate, self.planned_steps, entry.accountant)
         except ValueError as err:
             raise ConfigError(
                 f"No noise level reaches epsilon={entry.epsilon_budget} at delta={entry.delta} over "

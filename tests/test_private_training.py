@@ -243,7 +243,7 @@ def test_fedprox_pulls_towards_the_global_weights(tmp_path, private):
         model = build_model("mlp", (FEATURES,), 2)
         start = get_weights(model)
         if private:
-            tr = PrivateTrainer(privacy=PrivacyConfig(epsilon=50.0), num_rounds=1, local_epochs=3, batch_size=BATCH,
+            tr = PrivateTrainer(privacy=PrivacyConfig(epsilon=3.0), num_rounds=1, local_epochs=3, batch_size=BATCH,
                                 num_examples=N, ledger=PrivacyLedger(tmp_path / f"l{mu}.json"), scope="run",
                                 learning_rate=0.1)
         else:

@@ -1,0 +1,163 @@
+"""DP-SGD cost: local-training throughput with and without sample-level DP.
+
+For each model family (CNN on PneumoniaMNIST, GRU on ECG5000, MLP on Fed-Heart-Disease) one
+site's training split is trained by medfed's own trainers, exactly as a site does in a round:
+  * non-private  `NonPrivateTrainer`                       (plain SGD, shuffled batches)
+  * hooks        `PrivateTrainer`, clipping="flat"          (Opacus per-sample gradients)
+  * ghost        `PrivateTrainer`, clipping="ghost"         (Opacus ghost clipping, medfed's default)
+Same model, data, batch size (128) and local epochs (2). A private round includes what a site
+pays every round: restoring the accountant from the ledger, the projected-epsilon check, the
+write-ahead ledger writes and `make_private` (the noise multiplier is calibrated once, before
+timing). Throughput = expected samples per round (n x epochs; Poisson sampling draws n on
+average) / round seconds. The variants are interleaved and compared repetition by
+repetition (see _bench.py); the reported slowdown is the median of per-repetition ratios.
+
+Run from the repository root:  python benchmarks/dp_overhead.py [--quick] [--reps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
+
+from client.ledger import PrivacyLedger  # noqa: E402
+from client.private_trainer import NonPrivateTrainer, PrivateTrainer  # noqa: E402
+from common.config import DataConfig, PrivacyConfig  # noqa: E402
+from common.datasets.contract import Split, normalise_with_site_stats  # noqa: E402
+from common.datasets.federated import load_federated  # noqa: E402
+from common.models import build_model, count_parameters  # noqa: E402
+
+CASES = (  # (model, dataset)
+    ("cnn", "pneumoniamnist"),
+    ("gru", "ecg5000"),
+    ("mlp", "heart-disease"),
+)
+VARIANTS = ("non-private", "hooks", "ghost")
+TARGET_GHOST_SLOWDOWN = 1.5
+
+
+def site_training_split(dataset: str, data_dir: str, limit: int | None) -> tuple[Split, tuple[int, ...], int]:
+    """All of the dataset's training rows as one site (80 % of the pool, IID), normalised
+    with that site's own statistics, as a simulated site would hold them."""
+    fed = load_federated(DataConfig(dataset=dataset, partition="iid", num_sites=1, seed=0), data_dir)
+    site = normalise_with_site_stats(fed.site(0), fed.modality)
+    train = site.train
+    if limit is not None and len(train) > limit:
+        g = torch.Generator().manual_seed(0)
+        idx = torch.randperm(len(train), generator=g)[:limit]
+        train = Split(train.x[idx], train.y[idx])
+    return train, fed.input_shape, fed.num_classes
+
+
+def make_round(variant: str, model_name: str, train: Split, shape, k: int, *, epochs: int, batch: int,
+               rounds: int, workdir: Path):
+    """A zero-argument callable that runs one local round and returns its seconds."""
+    torch.manual_seed(0)
+    model = build_model(model_name, shape, k)
+    device = torch.device("cpu")
+    if variant == "non-private":
+        trainer = NonPrivateTrainer(local_epochs=epochs, batch_size=batch, num_examples=len(train))
+    else:
+        trainer = PrivateTrainer(
+            privacy=PrivacyConfig(mode="sample-dp", epsilon=8.0, delta=1e-4, clipping="flat" if variant == "hooks" else "ghost"),
+            num_rounds=rounds,
+            local_epochs=epochs,
+            batch_size=batch,
+            num_examples=len(train),
+            ledger=PrivacyLedger(workdir / f"{model_name}-{variant}.json"),
+            scope=f"bench-{model_name}-{variant}",
+        )
+
+    def one_round() -> float:
+        started = time.perf_counter()
+        trainer.train_round(model, train, device=device)
+        return time.perf_counter() - started
+
+    return one_round, count_parameters(model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke mode: small data, 1 repetition (< 60 s)")
+    ap.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (after 1 warm-up)")
+    ap.add_argument("--epochs", type=int, default=2, help="local epochs per round (medfed default 2)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 = what a simulated hospital gets: one Ray CPU each)")
+    ap.add_argument("--only", default="", help="comma-separated models to run (cnn,gru,mlp)")
+    ap.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/dp_overhead.json)")
+    args = ap.parse_args(argv)
+
+    data_dir = _bench.data_dir()
+    torch.set_num_threads(args.threads)
+    reps = 1 if args.quick else args.reps
+    epochs = 1 if args.quick else args.epochs
+    limit = 256 if args.quick else None
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    info = _bench.machine()
+    started = time.monotonic()
+    rows, results = [], []
+    with tempfile.TemporaryDirectory(prefix="medfed-dp-bench-") as tmp:
+        for model_name, dataset in CASES:
+            if only and model_name not in only:
+                continue
+            train, shape, k = site_training_split(dataset, data_dir, limit)
+            rounds = reps + 2
+            calls, params = {}, 0
+            for v in VARIANTS:
+                calls[v], params = make_round(v, model_name, train, shape, k, epochs=epochs, batch=args.batch_size,
+                                              rounds=rounds, workdir=Path(tmp))
+            secs = _bench.interleaved(calls, reps, warmup=1)
+            samples = len(train) * epochs
+            entry = {
+                "model": model_name,
+                "dataset": dataset,
+                "parameters": params,
+                "train_examples": len(train),
+                "samples_per_round": samples,
+                "round_seconds": secs,
+                "samples_per_s_median": {v: samples / _bench.median(secs[v]) for v in VARIANTS},
+                "slowdown_vs_non_private": {
+                    v: _bench.paired_ratio(secs[v], secs["non-private"]) for v in ("hooks", "ghost")
+                },
+            }
+            entry["ghost_target_met"] = entry["slowdown_vs_non_private"]["ghost"] <= TARGET_GHOST_SLOWDOWN
+            results.append(entry)
+            sps = entry["samples_per_s_median"]
+            slow = entry["slowdown_vs_non_private"]
+            rows.append([model_name, dataset, params, len(train), sps["non-private"], sps["hooks"], sps["ghost"],
+                         f"{slow['hooks']:.2f}x", f"{slow['ghost']:.2f}x",
+                         "met" if entry["ghost_target_met"] else "MISSED"])
+            print(f"RATIO dp_overhead {model_name}: hooks/non-private {slow['hooks']:.2f}x, "
+                  f"ghost/non-private {slow['ghost']:.2f}x (time per round, median of {reps} paired reps)", flush=True)
+
+    print()
+    print(_bench.table(rows, ["model", "dataset", "params", "n", "samples/s non-private", "samples/s hooks",
+                              "samples/s ghost", "hooks slowdown", "ghost slowdown", "ghost <= 1.5x"]))
+    payload = {
+        "benchmark": "dp_overhead",
+        "command": "python benchmarks/dp_overhead.py" + (" --quick" if args.quick else "") + (f" --reps {args.reps}" if args.reps != 5 else ""),
+        "quick": args.quick,
+        "settings": {"epochs": epochs, "batch_size": args.batch_size, "threads": args.threads, "reps": reps,
+                     "epsilon": 8.0, "delta": 1e-4, "max_grad_norm": 1.0, "device": "cpu"},
+        "target": f"ghost clipping within {TARGET_GHOST_SLOWDOWN}x of non-private on CPU",
+        "machine": info,
+        "load_average_at_end": _bench.loadavg(),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "results": results,
+    }
+    path = _bench.write_result("dp_overhead" + ("-quick" if args.quick else ""), payload, out=args.out)
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
