@@ -72,20 +72,21 @@ def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs)) if xs else math.nan
 
 
-def interleaved(variants: dict[str, Callable[[], float]], reps: int, *, warmup: int = 1) -> dict[str, list[float]]:
-    """Run every variant `reps` times, rotating their order each repetition; return the
-    seconds each call reported (or took, when it returns None), per variant."""
+def interleaved(variants: dict[str, Callable[[], Any]], reps: int, *, warmup: int = 1) -> dict[str, list[Any]]:
+    """Run every variant `reps` times, rotating their order each repetition, after `warmup`
+    untimed rounds of each. Returns, per variant, what each call returned (e.g. the seconds it
+    measured itself), or the seconds it took when it returned None."""
     names = list(variants)
     for _ in range(warmup):
         for name in names:
             variants[name]()
-    out: dict[str, list[float]] = {n: [] for n in names}
+    out: dict[str, list[Any]] = {n: [] for n in names}
     for rep in range(reps):
         order = names[rep % len(names):] + names[: rep % len(names)]
         for name in order:
             started = time.perf_counter()
             reported = variants[name]()
-            out[name].append(float(reported) if reported is not None else time.perf_counter() - started)
+            out[name].append(reported if reported is not None else time.perf_counter() - started)
     return out
 
 

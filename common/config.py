@@ -231,9 +231,14 @@ class RunConfig:
     @classmethod
     def from_flower(cls, run_config: Mapping[str, Any]) -> "RunConfig":
         """Build from Flower's flat kebab-case mapping; unknown keys are an error."""
+        if not isinstance(run_config, Mapping):
+            raise ConfigError(
+                f"The run configuration must be a mapping of key = value, not {type(run_config).__name__}.",
+                "pass Flower's run_config (a dict of kebab-case keys).",
+            )
         values = dict(run_config)
         known = set(_FLAT_KEYS)
-        unknown = sorted(k for k in values if k not in known)
+        unknown = sorted(repr(k) if not isinstance(k, str) else k for k in values if k not in known)
         if unknown:
             raise ConfigError(
                 f"Unknown configuration key(s): {', '.join(unknown)}.",
@@ -246,8 +251,8 @@ class RunConfig:
             section, attr, typ = _FLAT_KEYS[key]
             try:
                 value = _coerce(raw, typ)
-            except (TypeError, ValueError):
-                errors.append(f"{key}={raw!r} is not a valid {typ.__name__}.")
+            except (TypeError, ValueError, OverflowError):
+                errors.append(f"{key}={_short(raw)} is not a valid {_TYPE_WORDS[typ]}.")
                 continue
             (sections[section] if section else top)[attr] = value
         if errors:
@@ -281,16 +286,34 @@ def _coerce(raw: Any, typ: type) -> Any:
             return bool(raw)
         raise ValueError(raw)
     if typ is int:
-        if isinstance(raw, bool):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
             raise TypeError(raw)
         if isinstance(raw, float) and not raw.is_integer():
             raise ValueError(raw)
         return int(raw)
     if typ is float:
-        if isinstance(raw, bool):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
             raise TypeError(raw)
-        return float(raw)
+        value = float(raw)
+        if not math.isfinite(value):  # NaN/inf never make sense as a setting
+            raise ValueError(raw)
+        return value
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise TypeError(raw)  # e.g. a list or None must not silently become "[...]" or "None"
     return str(raw)
+
+
+_TYPE_WORDS: dict[type, str] = {
+    bool: "boolean (true or false)",
+    int: "whole number",
+    float: "finite number",
+    str: "text value",
+}
+
+
+def _short(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _SECTION_TYPES: dict[str, type] = {

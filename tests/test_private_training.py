@@ -81,7 +81,7 @@ def test_epsilon_grows_each_round_up_to_the_budget(tmp_path):
 def test_rdp_epsilon_matches_google_dp_accounting_within_1_percent(tmp_path):
     torch.manual_seed(1)
     led = PrivacyLedger(tmp_path / "ledger.json")
-    tr = trainer(led, epsilon=5.0)
+    tr = trainer(led)
     model = build_model("mlp", (FEATURES,), 2)
     for _ in range(2):
         result = tr.train_round(model, tabular(), device=CPU)
@@ -243,7 +243,7 @@ def test_fedprox_pulls_towards_the_global_weights(tmp_path, private):
         model = build_model("mlp", (FEATURES,), 2)
         start = get_weights(model)
         if private:
-            tr = PrivateTrainer(privacy=PrivacyConfig(epsilon=3.0), num_rounds=1, local_epochs=3, batch_size=BATCH,
+            tr = PrivateTrainer(privacy=PrivacyConfig(epsilon=3.0), num_rounds=2, local_epochs=3, batch_size=BATCH,
                                 num_examples=N, ledger=PrivacyLedger(tmp_path / f"l{mu}.json"), scope="run",
                                 learning_rate=0.1)
         else:
