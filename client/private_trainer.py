@@ -68,7 +68,9 @@ class TrainResult:
         return f"sample-level DP: epsilon={self.epsilon:.3f}, delta={self.delta:g}"
 
 
-def extend_history(history: Sequence[HistoryItem], noise_multiplier: float, sample_rate: float, steps: int) -> list[HistoryItem]:
+def extend_history(
+    history: Sequence[HistoryItem], noise_multiplier: float, sample_rate: float, steps: int
+) -> list[HistoryItem]:
     """`history` after `steps` more steps, merged exactly as Opacus' accountants merge them."""
     out = [tuple(h) for h in history]
     if out and out[-1][0] == noise_multiplier and out[-1][1] == sample_rate:
@@ -189,7 +191,9 @@ class PrivateTrainer:
     def _calibrate(self, entry: LedgerEntry) -> LedgerEntry:
         """Noise for the whole planned run, computed once and kept in the ledger."""
         try:
-            sigma = calibrate_noise(entry.epsilon_budget, entry.delta, self.sample_rate, self.planned_steps, entry.accountant)
+            sigma = calibrate_noise(
+                entry.epsilon_budget, entry.delta, self.sample_rate, self.planned_steps, entry.accountant
+            )
         except ValueError as err:
             raise ConfigError(
                 f"No noise level reaches epsilon={entry.epsilon_budget} at delta={entry.delta} over "
@@ -234,9 +238,11 @@ class PrivateTrainer:
         sim.history = extend_history(entry.history, self.noise_multiplier, self.sample_rate, self.steps_per_round)
         return self._epsilon(sim, entry.delta)
 
-    def _refuse(self, entry: LedgerEntry, projected: float | None) -> PrivacyBudgetExceededError:
-        self.ledger.update(self.scope, lambda e: setattr(e, "status", "exhausted"))
-        would = f"would raise epsilon to {projected:.4f}, above" if projected is not None else "is refused: it has exhausted"
+    def _refusal(self, entry: LedgerEntry, projected: float | None) -> PrivacyBudgetExceededError:
+        if projected is None:
+            would = "is refused: it has exhausted"
+        else:
+            would = f"would raise epsilon to {projected:.4f}, above"
         return PrivacyBudgetExceededError(
             f"Training scope {self.scope!r} {would} its budget of {entry.epsilon_budget} "
             f"(delta={entry.delta}; spent {entry.spent:.4f} over {len(entry.rounds)} rounds). "
@@ -244,6 +250,39 @@ class PrivateTrainer:
             "stop this site's training for this run. A larger budget needs the data owner's approval "
             "(allow_budget_change=True) or a new run with its own scope.",
         )
+
+    def _reserve_round(self) -> tuple[PrivacyEngine, IAccountant, float]:
+        """Check the budget and write the round's projected spending, atomically.
+
+        Runs inside the ledger's lock, so two processes training the same scope can never
+        both pass the check against the same old spending. Returns the engine restored from
+        the ledger (before this round), the simulated accountant and the projected epsilon;
+        raises PrivacyBudgetExceededError (after marking the scope exhausted) instead.
+        """
+        outcome: dict[str, object] = {}
+
+        def reserve(e: LedgerEntry) -> None:
+            outcome["before"] = copy.deepcopy(e)
+            if e.status == "exhausted":
+                outcome["refused"] = None
+                return
+            engine = self._restore_engine(e)
+            sim = copy.deepcopy(engine.accountant)
+            sim.history = extend_history(sim.history, self.noise_multiplier, self.sample_rate, self.steps_per_round)
+            projected = self._epsilon(sim, e.delta)
+            if projected > e.epsilon_budget + EPSILON_TOLERANCE:
+                e.status = "exhausted"
+                outcome["refused"] = projected
+                return
+            e.history = list(sim.history)  # write-ahead: the round counts before it runs
+            e.rounds.append(RoundRecord(epsilon=projected, steps=self.steps_per_round, completed=False))
+            outcome.update(engine=engine, sim=sim, projected=projected)
+
+        self._entry()  # a clear error if the scope vanished from the ledger
+        self.ledger.update(self.scope, reserve)
+        if "refused" in outcome:
+            raise self._refusal(outcome["before"], outcome["refused"])  # type: ignore[arg-type]
+        return outcome["engine"], outcome["sim"], outcome["projected"]  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ training
 
@@ -263,27 +302,12 @@ class PrivateTrainer:
                 f"{self.num_examples}; the sampling rate and noise were calibrated for that size.",
                 "rebuild the trainer after the site's data changes.",
             )
-        entry = self._entry()
-        if entry.status == "exhausted":
-            raise self._refuse(entry, None)
-        engine = self._restore_engine(entry)
-        sim = copy.deepcopy(engine.accountant)
-        sim.history = extend_history(sim.history, self.noise_multiplier, self.sample_rate, self.steps_per_round)
-        projected = self._epsilon(sim, entry.delta)
-        if projected > entry.epsilon_budget + EPSILON_TOLERANCE:
-            raise self._refuse(entry, projected)
-
-        def reserve(e: LedgerEntry) -> None:  # write-ahead: count the round before it runs
-            e.history = list(sim.history)
-            e.rounds.append(RoundRecord(epsilon=projected, steps=self.steps_per_round, completed=False))
-
-        self.ledger.update(self.scope, reserve)
-
+        engine, sim, projected = self._reserve_round()
         steps_before = sum(s for _, _, s in engine.accountant.history)
         loss = self._train(engine, model, train_split, device, proximal_mu, global_weights)
         real_history = list(engine.accountant.history)
         # Normally identical to the projection (same merge rule); only recompute if not.
-        real_eps = projected if real_history == sim.history else self._epsilon(engine.accountant, entry.delta)
+        real_eps = projected if real_history == sim.history else self._epsilon(engine.accountant, self.privacy.delta)
         steps = sum(s for _, _, s in real_history) - steps_before
 
         def settle(e: LedgerEntry) -> None:  # keep whichever is larger: projection or reality
@@ -397,7 +421,9 @@ class NonPrivateTrainer:
         return TrainResult(loss, None, None, self.local_epochs * len(loader), None, len(train_split))
 
 
-def make_trainer(cfg: RunConfig, *, num_examples: int, ledger: PrivacyLedger, scope: str) -> PrivateTrainer | NonPrivateTrainer:
+def make_trainer(
+    cfg: RunConfig, *, num_examples: int, ledger: PrivacyLedger, scope: str
+) -> PrivateTrainer | NonPrivateTrainer:
     """PrivateTrainer for privacy-mode=sample-dp, NonPrivateTrainer otherwise."""
     if cfg.privacy.mode == "sample-dp":
         return PrivateTrainer.from_config(cfg, num_examples=num_examples, ledger=ledger, scope=scope)

@@ -155,7 +155,9 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, device: torch.device, b
     return torch.cat(chunks) if chunks else torch.zeros((0, _num_classes(model)))
 
 
-def evaluate(model: nn.Module, split: Split, *, device: torch.device, batch_size: int = 512) -> tuple[float, Metrics, np.ndarray]:
+def evaluate(
+    model: nn.Module, split: Split, *, device: torch.device, batch_size: int = 512
+) -> tuple[float, Metrics, np.ndarray]:
     """(mean cross-entropy, metrics, class probabilities (n, K)) of `model` on `split`.
 
     An empty split gives a NaN loss and None metrics rather than an error: a site may hold

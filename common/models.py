@@ -68,7 +68,11 @@ class CNN(nn.Module):
         side = min(image_size)
         if side > 32:  # patchify stem: one conv with kernel = stride = 2^k brings the short side to <= 32
             stride = 2 ** math.ceil(math.log2(side / 32))
-            layers += [nn.Conv2d(channels, width, stride, stride=stride), nn.GroupNorm(_groups(width), width), nn.ReLU()]
+            layers += [
+                nn.Conv2d(channels, width, kernel_size=stride, stride=stride),
+                nn.GroupNorm(_groups(width), width),
+                nn.ReLU(),
+            ]
             channels = width
         for out in (width, 2 * width, 2 * width):
             layers += [
@@ -115,7 +119,9 @@ class RNNClassifier(nn.Module):
         self.front: nn.Module
         if downsample > 1:
             self.front = nn.Sequential(
-                nn.Conv1d(in_channels, front_channels, kernel_size=2 * downsample, stride=downsample, padding=downsample // 2),
+                nn.Conv1d(
+                    in_channels, front_channels, kernel_size=2 * downsample, stride=downsample, padding=downsample // 2
+                ),
                 nn.GroupNorm(_groups(front_channels, 4), front_channels),
                 nn.ReLU(),
             )
@@ -163,7 +169,10 @@ def _build_cnn(shape: tuple[int, ...], k: int, **sizes: Any) -> nn.Module:
             "use model=mlp for tables or model=gru/lstm for signals.",
         )
     if min(shape[1:]) < 8:
-        raise ConfigError(f"Images of {shape[1]}x{shape[2]} pixels are too small for the cnn model.", "use images of at least 8x8 pixels (28x28 to 224x224 are supported).")
+        raise ConfigError(
+            f"Images of {shape[1]}x{shape[2]} pixels are too small for the cnn model.",
+            "use images of at least 8x8 pixels (28x28 to 224x224 are supported).",
+        )
     return CNN(shape[0], (shape[1], shape[2]), k, **sizes)
 
 
@@ -200,14 +209,21 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **siz
     if name not in _BUILDERS:
         raise ConfigError(f"model={name!r} is unknown.", f"use one of {', '.join(MODEL_NAMES)}.")
     if num_classes < 2:
-        raise ConfigError(f"A classifier needs at least 2 classes; got num_classes={num_classes}.", "check the dataset's labels.")
+        raise ConfigError(
+            f"A classifier needs at least 2 classes; got num_classes={num_classes}.", "check the dataset's labels."
+        )
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s < 1 for s in shape):
-        raise ConfigError(f"input_shape={input_shape} is not a valid per-example shape.", "pass e.g. (1, 28, 28), (1, 140) or (10,).")
+        raise ConfigError(
+            f"input_shape={input_shape} is not a valid per-example shape.", "pass e.g. (1, 28, 28), (1, 140) or (10,)."
+        )
     try:
         return _BUILDERS[name](shape, num_classes, **sizes)
     except TypeError as err:  # an unknown size keyword
-        raise ConfigError(f"Invalid size option for model {name!r}: {err}.", "see build_model's docstring for the options of each model.") from None
+        raise ConfigError(
+            f"Invalid size option for model {name!r}: {err}.",
+            "see build_model's docstring for the options of each model.",
+        ) from None
 
 
 # ----------------------------------------------------------------------------- weights
@@ -226,7 +242,8 @@ def count_parameters(model: nn.Module) -> int:
 
 def model_signature(model: nn.Module) -> list[tuple[str, tuple[int, ...], str]]:
     """(name, shape, dtype) per state-dict entry: what a weight update must match."""
-    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in unwrap_model(model).state_dict().items()]
+    state = unwrap_model(model).state_dict()
+    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in state.items()]
 
 
 def get_weights(model: nn.Module) -> list[np.ndarray]:
@@ -265,5 +282,7 @@ def set_weights(model: nn.Module, weights: Sequence[np.ndarray]) -> None:
             "(lower the learning rate or max-grad-norm).",
         )
     target = unwrap_model(model)
-    loaded = OrderedDict((name, torch.from_numpy(arr.copy()).to(ref.device)) for (name, ref), arr in zip(state.items(), arrays))
+    loaded = OrderedDict(
+        (name, torch.from_numpy(arr.copy()).to(ref.device)) for (name, ref), arr in zip(state.items(), arrays)
+    )
     target.load_state_dict(loaded, strict=True)

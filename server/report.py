@@ -23,6 +23,15 @@ PLOTS = {
 }
 
 
+MAX_LEGEND_SITES = 12  # beyond this, site curves are drawn thin and unlabelled
+
+
+def _site_style(site: str, n_sites: int) -> dict:
+    if n_sites > MAX_LEGEND_SITES:
+        return {"lw": 0.6, "alpha": 0.4, "color": "tab:blue"}
+    return {"label": site}
+
+
 def _metric_key(rounds: list[dict]) -> str:
     for key in ("auc", "accuracy"):
         if any(r.get("global", {}).get(key) is not None for r in rounds):
@@ -41,16 +50,16 @@ def plot_learning_curves(metrics: dict, path: Path) -> Path:
         pts = [(r["round"], r["sites"][site].get(key)) for r in rounds if site in r["sites"]]
         pts = [(x, y) for x, y in pts if y is not None]
         if pts:
-            axes[0].plot(*zip(*pts), "--", marker=".", label=site)
+            axes[0].plot(*zip(*pts), "--", marker=".", **_site_style(site, len(sites)))
     axes[0].set(title=f"Test {key.upper() if key == 'auc' else key} per round", xlabel="round", ylabel=key)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="lower right")
     xs = [r["round"] for r in rounds if r["global"].get("loss") is not None]
     axes[1].plot(xs, [r["global"]["loss"] for r in rounds if r["global"].get("loss") is not None], "k-o", lw=2, label="global")
     for site in sites:
         pts = [(r["round"], r["sites"][site].get("loss")) for r in rounds if site in r["sites"]]
         pts = [(x, y) for x, y in pts if y is not None]
         if pts:
-            axes[1].plot(*zip(*pts), "--", marker=".", label=site)
+            axes[1].plot(*zip(*pts), "--", marker=".", **_site_style(site, len(sites)))
     axes[1].set(title="Test loss per round", xlabel="round", ylabel="cross-entropy")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
@@ -76,11 +85,12 @@ def plot_roc(roc: dict | None, path: Path) -> Path | None:
 def plot_epsilon(privacy: dict, num_rounds: int, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     drew = False
-    for site, entry in sorted(privacy.get("sites", {}).items()):
+    sites = privacy.get("sites", {})
+    for site, entry in sorted(sites.items()):
         eps = entry.get("epsilon") or {}
         if eps:
             xs = sorted(int(r) for r in eps)
-            ax.plot(xs, [eps[str(x)] for x in xs], marker="o", label=site)
+            ax.plot(xs, [eps[str(x)] for x in xs], marker="o", **_site_style(site, len(sites)))
             if entry.get("budget"):
                 ax.axhline(entry["budget"], color="grey", ls=":", lw=1)
             drew = True
@@ -88,7 +98,7 @@ def plot_epsilon(privacy: dict, num_rounds: int, path: Path) -> Path:
         msg = "no sample-level DP in this run" if privacy.get("privacy_mode") != "sample-dp" else "no epsilon recorded"
         ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes)
     ax.set(title="Privacy spent per site (epsilon)", xlabel="round", ylabel="epsilon", xlim=(0, max(num_rounds, 1) + 0.5))
-    if drew:
+    if drew and len(sites) <= MAX_LEGEND_SITES:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

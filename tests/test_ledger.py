@@ -34,7 +34,9 @@ def test_entries_survive_a_new_ledger_object_exactly(tmp_path):
     assert again.accountant_state() == {"history": [(1.0931640625, 0.1, 30)], "mechanism": "rdp"}
     assert again.spent == 1.25 and again.steps == 30
     assert PrivacyLedger(path).summary() == {
-        "run-a": {"spent": 1.25, "budget": 4.0, "left": 2.75, "rounds": 1, "delta": 1e-5, "accountant": "rdp", "status": "ok"}
+        "run-a": {
+            "spent": 1.25, "budget": 4.0, "left": 2.75, "rounds": 1, "delta": 1e-5, "accountant": "rdp", "status": "ok"
+        }
     }
 
 

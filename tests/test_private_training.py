@@ -133,7 +133,8 @@ ROUND_SCRIPT = textwrap.dedent(
 
 def _round_in_new_process(ledger_path: Path, seed: int) -> tuple[float, int, float]:
     code = ROUND_SCRIPT.format(
-        repo=str(REPO), ledger=str(ledger_path), seed=seed, n=N, features=FEATURES, rounds=ROUNDS, epochs=EPOCHS, batch=BATCH
+        repo=str(REPO), ledger=str(ledger_path), seed=seed,
+        n=N, features=FEATURES, rounds=ROUNDS, epochs=EPOCHS, batch=BATCH,
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

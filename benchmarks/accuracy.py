@@ -1,0 +1,231 @@
+"""Accuracy against published tables, each cell a real `medfed simulate` run over >= 3 seeds.
+
+Cells (all other settings are medfed's defaults: 10 rounds, 2 local epochs, batch 128, SGD lr
+0.5 momentum 0.9, SecAgg+ on, sample-level DP with ghost clipping, delta 1e-4, RDP):
+  * pneumonia-{iid,dirichlet0.5}-{eps1,eps3,eps8,nodp}: PneumoniaMNIST, 4 hospitals, CNN;
+    metric: AUC and accuracy of the final global model on the official test split (624 images);
+    reference MedMNIST v2 ResNet-18 (centralised, no privacy) AUC 0.944, ACC 0.854.
+  * heart-{fedavg,fedprox,fedadam}-{eps1,eps5,nodp}: Fed-Heart-Disease, the 4 natural hospitals,
+    MLP; metric: mean of the 4 per-hospital test accuracies (FLamby's metric); reference FLamby
+    pooled 0.735, FedAvg 0.685, FedAdam 0.726, FedAvg + Opacus at epsilon >= 5 about 0.70.
+  * ecg-{gru,lstm}-{eps8,nodp}: ECG5000 (our 60/20/20 split of the 500 UCR training beats),
+    4 hospitals IID; metric: accuracy of the final global model on the held-out test beats;
+    reference (full UCR split, centralised, no privacy) FCN 0.94, ResNet 0.93.
+"seed" is medfed's `seed` (partition, ECG5000 split, model initialisation); Opacus' noise is
+not seeded. Each finished run is appended to the results file at once, so an interrupted
+benchmark resumes where it stopped (`--fresh` starts over).
+
+Run from the repository root:  python benchmarks/accuracy.py [--only 'heart-*,pneumonia-iid-eps8'] [--seeds 0,1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
+
+EPSILONS = {"eps1": 1.0, "eps3": 3.0, "eps5": 5.0, "eps8": 8.0, "nodp": None}
+REFERENCES = {
+    "pneumonia": "MedMNIST v2 ResNet-18 (28x28, centralised, no DP): AUC 0.944, ACC 0.854",
+    "heart": "FLamby Fed-Heart-Disease (mean per-hospital accuracy): pooled 0.735, FedAvg 0.685, FedAdam 0.726; "
+             "FedAvg + Opacus at epsilon >= 5 about 0.70",
+    "ecg": "UCR ECG5000 full split, centralised, no DP (Fawaz et al. 2019): FCN 0.94, ResNet 0.93",
+}
+TARGETS = {  # cell pattern -> (metric, threshold, text)
+    "pneumonia-*-eps8": [("auc", 0.96, "AUC >= 0.96"), ("accuracy", 0.88, "accuracy >= 0.88")],
+    "pneumonia-*-eps3": [("auc", 0.944, "AUC >= 0.944")],
+    "heart-*-eps5": [("mean_site_accuracy", 0.75, "mean per-hospital accuracy >= 0.75")],
+    "ecg-*-eps8": [("accuracy", 0.90, "accuracy >= 0.90")],
+}
+# Default order when no --only is given: cheap and most informative first.
+PRIORITY = ["heart-*", "pneumonia-iid-eps8", "pneumonia-dirichlet0.5-eps8", "pneumonia-iid-eps3",
+            "pneumonia-dirichlet0.5-eps3", "ecg-gru-eps8", "ecg-gru-nodp", "ecg-lstm-eps8", "ecg-lstm-nodp",
+            "pneumonia-*-nodp", "pneumonia-*-eps1"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    family: str
+    changes: dict[str, Any] = field(hash=False)
+
+
+def all_cells() -> list[Cell]:
+    cells = []
+    for part, extra in (("iid", {"data.partition": "iid"}),
+                        ("dirichlet0.5", {"data.partition": "dirichlet", "data.alpha": 0.5})):
+        for key in ("eps1", "eps3", "eps8", "nodp"):
+            cells.append(Cell(f"pneumonia-{part}-{key}", "pneumonia",
+                              {"data.dataset": "pneumoniamnist", "data.num_sites": 4, **extra, **_privacy(key)}))
+    for strategy in ("fedavg", "fedprox", "fedadam"):
+        for key in ("eps1", "eps5", "nodp"):
+            cells.append(Cell(f"heart-{strategy}-{key}", "heart",
+                              {"data.dataset": "heart-disease", "data.partition": "natural",
+                               "federation.strategy": strategy, **_privacy(key)}))
+    for model in ("gru", "lstm"):
+        for key in ("eps8", "nodp"):
+            cells.append(Cell(f"ecg-{model}-{key}", "ecg",
+                              {"data.dataset": "ecg5000", "data.num_sites": 4, "data.partition": "iid",
+                               "training.model": model, **_privacy(key)}))
+    return cells
+
+
+def _privacy(key: str) -> dict[str, Any]:
+    eps = EPSILONS[key]
+    return {"privacy.mode": "none"} if eps is None else {"privacy.mode": "sample-dp", "privacy.epsilon": eps}
+
+
+def select(cells: list[Cell], only: str) -> list[Cell]:
+    """Cells matching the comma-separated glob patterns in `only`, in that order; with no
+    patterns, every cell in PRIORITY order."""
+    patterns = [p.strip() for p in only.split(",") if p.strip()] or PRIORITY
+    chosen: list[Cell] = []
+    for pat in patterns:
+        matched = [c for c in cells if fnmatch.fnmatch(c.name, pat) and c not in chosen]
+        if not matched and not any(fnmatch.fnmatch(c.name, pat) for c in cells):
+            sys.exit(f"error: --only pattern {pat!r} matches no cell; cells are: {', '.join(c.name for c in cells)}")
+        chosen.extend(matched)
+    return chosen
+
+
+def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool) -> dict:
+    from simulations.simulate import build_config, run
+
+    changes = dict(cell.changes)
+    if quick:
+        changes.update({"federation.num_rounds": 1, "training.local_epochs": 1})
+    cfg = build_config(**changes, **{"data.seed": seed, "out_dir": str(workdir / f"{cell.name}-seed{seed}")})
+    result = run(cfg, data_dir=data_dir)
+    final = result.metrics["final"]
+    site_acc = {s: m.get("accuracy") for s, m in final["sites"].items()}
+    values = [v for v in site_acc.values() if v is not None]
+    eps = [e["epsilon"].get(str(cfg.federation.num_rounds)) for e in result.privacy["sites"].values()]
+    return {
+        "cell": cell.name,
+        "seed": seed,
+        "auc": final["global"].get("auc"),
+        "accuracy": final["global"].get("accuracy"),
+        "mean_site_accuracy": statistics.fmean(values) if values else None,
+        "site_accuracy": site_acc,
+        "best_round_auc": max((r["global"].get("auc") or 0.0) for r in result.metrics["rounds"]),
+        "epsilon_spent_max": max((e for e in eps if e is not None), default=None),
+        "rounds": cfg.federation.num_rounds,
+        "seconds": round(result.seconds, 1),
+        "quick": quick,
+    }
+
+
+def summarise(runs: list[dict], cells: list[Cell]) -> list[dict]:
+    out = []
+    for cell in cells:
+        mine = [r for r in runs if r["cell"] == cell.name and not r.get("quick")]
+        if not mine:
+            continue
+        entry: dict[str, Any] = {"cell": cell.name, "family": cell.family, "seeds": sorted(r["seed"] for r in mine)}
+        for metric in ("auc", "accuracy", "mean_site_accuracy"):
+            vals = [r[metric] for r in mine if r.get(metric) is not None]
+            if vals:
+                entry[metric] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+        checks = []
+        for pat, targets in TARGETS.items():
+            if fnmatch.fnmatch(cell.name, pat):
+                for metric, threshold, text in targets:
+                    if metric in entry:
+                        m = entry[metric]["mean"]
+                        checks.append({"target": text, "mean": m, "met": m >= threshold, "by": m - threshold})
+        entry["targets"] = checks
+        out.append(entry)
+    return out
+
+
+def print_summary(summary: list[dict]) -> None:
+    rows = []
+    for e in summary:
+        def ms(metric: str) -> str:
+            return f"{e[metric]['mean']:.3f} +- {e[metric]['std']:.3f}" if metric in e else "-"
+        verdict = "; ".join(f"{c['target']}: {'met' if c['met'] else 'MISSED'} ({c['by']:+.3f})" for c in e["targets"])
+        rows.append([e["cell"], len(e["seeds"]), ms("auc"), ms("accuracy"), ms("mean_site_accuracy"), verdict or "-"])
+    print(_bench.table(rows, ["cell", "seeds", "AUC", "accuracy", "mean site accuracy", "target"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="", help="comma-separated glob patterns of cells (default: all, priority order)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--quick", action="store_true", help="smoke mode: one heart-disease cell, 1 seed, 1 round")
+    ap.add_argument("--fresh", action="store_true", help="ignore runs already recorded in the results file")
+    ap.add_argument("--list", action="store_true", help="list the cells and exit")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    cells = all_cells()
+    if args.list:
+        print("\n".join(c.name for c in cells))
+        return 0
+    if args.quick:
+        args.only, args.seeds = args.only or "heart-fedavg-eps5", "0"
+    seeds = [int(s) for s in args.seeds.split(",")]
+    chosen = select(cells, args.only)
+    path = args.out or _bench.RESULTS / ("accuracy-quick.json" if args.quick else "accuracy.json")
+    previous = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
+    runs: list[dict] = list(previous.get("runs", []))
+    machine = previous.get("machine") or _bench.machine()
+    data_dir = _bench.data_dir()
+    started = time.monotonic()
+
+    def save() -> None:
+        summary = summarise(runs, cells)
+        done = {e["cell"] for e in summary}
+        payload = {
+            "benchmark": "accuracy",
+            "command": "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "references": REFERENCES,
+            "defaults": "10 rounds, 2 local epochs, batch 128, lr 0.5, momentum 0.9, SecAgg+ on, ghost clipping, "
+                        "delta 1e-4, RDP accountant, max grad norm 1.0",
+            "machine": machine,
+            "cells_run": sorted(done),
+            "cells_not_run": [c.name for c in cells if c.name not in done],
+            "summary": summary,
+            "runs": runs,
+        }
+        _bench.write_result("accuracy", payload, out=path)
+
+    with tempfile.TemporaryDirectory(prefix="medfed-accuracy-bench-") as tmp:
+        for cell in chosen:
+            for seed in seeds:
+                if any(r["cell"] == cell.name and r["seed"] == seed and r.get("quick") == args.quick for r in runs):
+                    continue
+                print(f"accuracy: {cell.name} seed {seed}", flush=True)
+                r = run_cell(cell, seed, Path(tmp), data_dir, args.quick)
+                runs.append(r)
+                print(f"  AUC {r['auc']}, accuracy {r['accuracy']}, mean site accuracy {r['mean_site_accuracy']}, "
+                      f"{r['seconds']} s", flush=True)
+                save()
+    save()
+    summary = summarise(runs, cells)
+    print()
+    print_summary(summary)
+    if args.quick:
+        r = runs[-1]
+        print(f"RATIO accuracy quick: {r['cell']} seed {r['seed']} mean site accuracy {r['mean_site_accuracy']:.3f} "
+              f"(1 round; smoke only)")
+    else:
+        for e in summary:
+            for c in e["targets"]:
+                print(f"RATIO accuracy {e['cell']}: {c['target']} -> {'met' if c['met'] else 'MISSED'} "
+                      f"(mean {c['mean']:.3f}, {c['by']:+.3f})")
+    print(f"\nwrote {path} ({round(time.monotonic() - started)} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

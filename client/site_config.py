@@ -1,0 +1,204 @@
+"""`site.toml`: one hospital's settings for `medfed client start|status`, validated up front.
+
+The hospital decides its own privacy budget here ([privacy]); the daemon hands it to every
+ClientApp through the SuperNode's node config, where it overrides whatever a run asks
+(client/site.py). Missing or loose key material is a `SecurityError` (exit 7) before anything
+connects; a typo in a key name is a `ConfigError` (exit 2) listing every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from common import pki
+from common.config import PrivacyConfig
+from common.deploy_toml import TomlFile, split_host_port
+from common.device import DEVICE_CHOICES
+from common.errors import SecurityError
+
+EXAMPLE = "deploy/examples/site.toml"
+TABLES = {"site", "data", "privacy", "tls", "identity"}
+SITE_KEYS = {"name", "server", "state-dir", "device", "insecure", "require-secagg", "runtime-port", "max-wait-time"}
+DATA_KEYS = {"dataset", "site", "path", "format"}
+PRIVACY_KEYS = {"epsilon", "delta", "max-grad-norm"}
+TLS_KEYS = {"ca-cert"}
+IDENTITY_KEYS = {"private-key", "public-key"}
+SITE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as `medfed pki node --site`
+DEFAULT_MAX_WAIT_S = 60.0
+
+INSECURE_WARNINGS = (
+    "this hospital connects WITHOUT TLS (insecure): model updates travel in clear text and the "
+    "site cannot tell the real server from an impostor. Throw-away trials only, never patient data.",
+    "node authentication is OFF in insecure mode: the site's key is not used and the server cannot "
+    "verify who this site is.",
+)
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    config_path: Path
+    name: str
+    server: str
+    state_dir: Path
+    device: str
+    insecure: bool
+    require_secagg: bool
+    runtime_port: int  # 0 = a free port picked at each start
+    max_wait_time: float
+    dataset: str
+    dataset_site: str
+    data_path: Path | None
+    data_format: str
+    epsilon: float
+    delta: float
+    max_grad_norm: float | None
+    ca_cert: Path | None
+    private_key: Path | None
+    public_key: Path | None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def flwr_home(self) -> Path:
+        return self.state_dir / "flwr-home"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "logs" / "client.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "medfed-client.pid"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.state_dir / "privacy-ledger.json"  # where client/flower_client.py keeps it
+
+    def node_config(self) -> dict[str, Any]:
+        """What the ClientApp reads from `context.node_config` (client/site.py, client/mods.py)."""
+        out: dict[str, Any] = {
+            "site": self.name,
+            "state-dir": str(self.state_dir.resolve()),
+            "device": self.device,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "require-secagg": self.require_secagg,
+        }
+        if self.max_grad_norm is not None:
+            out["max-grad-norm"] = self.max_grad_norm
+        if self.data_path is not None:
+            out["data-path"] = str(self.data_path.resolve())
+            out["data-format"] = self.data_format
+        else:
+            out["dataset"] = self.dataset
+            out["dataset-site"] = self.dataset_site
+        return out
+
+
+def load_site_config(path: Path | str, *, insecure: bool = False, check_files: bool = True) -> SiteConfig:
+    """Read and validate `site.toml`. `insecure` is the command line's `--insecure`."""
+    toml = TomlFile(path, example=EXAMPLE)
+    toml.check_tables(TABLES, required={"site", "data", "privacy"})
+    for table, keys in (("site", SITE_KEYS), ("data", DATA_KEYS), ("privacy", PRIVACY_KEYS),
+                        ("tls", TLS_KEYS), ("identity", IDENTITY_KEYS)):
+        toml.check_keys(table, keys)
+
+    name = toml.get("site", "name", str)
+    if name is not None and not SITE_NAME_RE.match(name):
+        toml.problems.append(f"[site] name = {name!r} must be lowercase letters, digits, '-' or '_' "
+                             "(as given to `medfed pki node --site`).")
+    server = toml.get("site", "server", str)
+    if server is not None and split_host_port(server) is None:
+        toml.problems.append(f"[site] server = {server!r} must be host:port, e.g. \"fl.example.org:9092\" (no scheme).")
+    state_dir = toml.get_path("site", "state-dir")
+    device = toml.get("site", "device", str, "auto")
+    if device is not None and device not in DEVICE_CHOICES and not re.match(r"^cuda:\d+$", device):
+        toml.problems.append(f"[site] device = {device!r} must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N).")
+    insecure = bool(toml.get("site", "insecure", bool, False)) or insecure
+    require_secagg = bool(toml.get("site", "require-secagg", bool, True))
+    runtime_port = toml.get("site", "runtime-port", int, 0) or 0
+    if not (runtime_port == 0 or 1024 <= runtime_port < 65536):
+        toml.problems.append(f"[site] runtime-port = {runtime_port} must be 0 (pick a free port) or 1024..65535.")
+    max_wait = toml.get("site", "max-wait-time", float, DEFAULT_MAX_WAIT_S) or DEFAULT_MAX_WAIT_S
+    if max_wait <= 0:
+        toml.problems.append(f"[site] max-wait-time = {max_wait} must be a positive number of seconds.")
+
+    data = toml.table("data")
+    dataset, dataset_site, data_path, data_format = "", "", None, ""
+    if ("dataset" in data) == ("path" in data):
+        toml.problems.append("[data] needs exactly one of: path (+ format) for this hospital's own files, "
+                             "or dataset (+ site) for a built-in dataset.")
+    elif "dataset" in data:
+        dataset = toml.get("data", "dataset", str) or ""
+        dataset_site = toml.get("data", "site", str, name or "") or ""
+        if "format" in data:
+            toml.problems.append("[data] format only applies to path; remove it (or use path instead of dataset).")
+    else:
+        data_path = toml.get_path("data", "path")
+        data_format = toml.get("data", "format", str, "") or ""
+        if "site" in data:
+            toml.problems.append("[data] site only applies to a built-in dataset; remove it.")
+
+    epsilon = toml.get("privacy", "epsilon", float)
+    delta = toml.get("privacy", "delta", float)
+    max_grad_norm = toml.get("privacy", "max-grad-norm", float, None)
+    if epsilon is not None and delta is not None:
+        rules = PrivacyConfig(mode="sample-dp", epsilon=epsilon, delta=delta,
+                              max_grad_norm=max_grad_norm if max_grad_norm is not None else 1.0)
+        toml.problems += [f"[privacy] {p}" for p in rules.problems()]
+
+    ca_cert = private_key = public_key = None
+    warnings: list[str] = []
+    if insecure:
+        warnings.extend(INSECURE_WARNINGS)
+    else:
+        if "tls" not in toml.doc:
+            toml.problems.append("the [tls] table is missing (ca-cert = the consortium's ca.pem); TLS is required "
+                                 "unless you pass --insecure for a throw-away trial.")
+        else:
+            ca_cert = toml.get_path("tls", "ca-cert")
+        if "identity" not in toml.doc:
+            toml.problems.append("the [identity] table is missing (private-key = this site's key from `medfed pki node`).")
+        else:
+            private_key = toml.get_path("identity", "private-key")
+            public_key = toml.get_path("identity", "public-key", None)
+    toml.raise_if_problems()
+    assert name is not None and server is not None and state_dir is not None
+    assert epsilon is not None and delta is not None
+
+    config = SiteConfig(
+        config_path=toml.path, name=name, server=server, state_dir=state_dir, device=str(device),
+        insecure=insecure, require_secagg=require_secagg, runtime_port=int(runtime_port), max_wait_time=float(max_wait),
+        dataset=dataset, dataset_site=dataset_site, data_path=data_path, data_format=data_format,
+        epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm,
+        ca_cert=ca_cert, private_key=private_key, public_key=public_key, warnings=tuple(warnings),
+    )  # fmt: skip
+    if check_files and not insecure:
+        check_security_files(config)
+    return config
+
+
+def check_security_files(config: SiteConfig) -> None:
+    """The CA certificate parses; the node key is private, ECDSA, and matches its .pub."""
+    assert config.ca_cert is not None and config.private_key is not None
+    try:
+        x509.load_pem_x509_certificate(config.ca_cert.read_bytes())
+    except OSError as err:
+        raise SecurityError(
+            f"[tls] ca-cert {config.ca_cert} cannot be read ({err.strerror}).",
+            f"copy the consortium's ca.pem (from the operator, `medfed pki init`) to {config.ca_cert}, "
+            f"or fix the path in {config.config_path}.",
+        ) from None
+    except ValueError as err:
+        raise SecurityError(
+            f"[tls] ca-cert {config.ca_cert} is not a PEM certificate: {err}.",
+            "ask the operator for the consortium's ca.pem (written by `medfed pki init`).",
+        ) from None
+    try:
+        pki.check_node_identity(config.private_key, config.public_key)
+    except SecurityError as err:
+        raise SecurityError(f"[identity] in {config.config_path}: {err.problem}", err.fix) from None

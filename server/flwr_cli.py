@@ -1,0 +1,99 @@
+"""The `flwr` command line, as medfed's server commands use it (Flower 1.41).
+
+Why a subprocess and not Flower's Python internals: the CLI is Flower's stable interface.
+Its quirks are handled here once: `--format json` exits 0 even on failure (read `success`),
+and the connection profile must live in `$FLWR_HOME/config.toml` with an absolute
+`root-certificates` path (docs/notes/flower-deployment.md, sections 4-5).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from common.supervise import flower_bin, strip_ansi
+
+
+class FlwrResult(dict):
+    """The parsed JSON of one `flwr ... --format json` call (`success` is always present)."""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.get("success"))
+
+    @property
+    def error(self) -> str:
+        return strip_ansi(str(self.get("error-message", ""))).strip()
+
+
+def write_connection(
+    flwr_home: Path, name: str, address: str, *, root_cert: Path | None, insecure: bool
+) -> Path:
+    """Write/replace `[superlink.<name>]` (and make it the default) in $FLWR_HOME/config.toml."""
+    path = Path(flwr_home) / "config.toml"
+    config: dict[str, Any] = tomllib.loads(path.read_text()) if path.exists() else {}
+    superlink = config.setdefault("superlink", {})
+    conn: dict[str, Any] = {"address": address}
+    if insecure:
+        conn["insecure"] = True
+    elif root_cert is not None:
+        conn["root-certificates"] = str(Path(root_cert).resolve())
+    superlink[name] = conn
+    superlink["default"] = name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(config))
+    os.replace(tmp, path)
+    return path
+
+
+def run_flwr(args: Sequence[str], *, env: Mapping[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run `flwr <args>` in its own process group; kill the group if it overruns."""
+    argv = [flower_bin("flwr"), *map(str, args)]
+    with subprocess.Popen(  # noqa: S603 - argv list, no shell
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env),
+        start_new_session=True,
+    ) as popen:
+        try:
+            out, err = popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = popen.communicate()
+            return subprocess.CompletedProcess(argv, 124, out, (err or "") + f"\ntimed out after {timeout:.0f} s")
+        return subprocess.CompletedProcess(argv, popen.returncode, out, err)
+
+
+def flwr_json(args: Sequence[str], *, env: Mapping[str, str], timeout: float = 120.0) -> FlwrResult:
+    """`flwr <args> --format json`; a crash or unparsable output becomes `success: false`."""
+    res = run_flwr([*args, "--format", "json"], env=env, timeout=timeout)
+    try:
+        data = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        detail = strip_ansi((res.stderr or "") + (res.stdout or "")).strip()[-2000:]
+        return FlwrResult(success=False, **{"error-message": f"exit {res.returncode}: {detail}"})
+    return FlwrResult(data)
+
+
+def flwr_log(run_id: int, connection: str, *, env: Mapping[str, str], lines: int = 40) -> str:
+    """The last lines of the ServerApp's output for a run (`flwr log --show`)."""
+    res = run_flwr(["log", str(run_id), connection, "--show"], env=env, timeout=60)
+    text = strip_ansi(res.stdout or "") + strip_ansi(res.stderr or "")
+    return "\n".join(text.strip().splitlines()[-lines:])
