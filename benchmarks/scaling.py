@@ -136,7 +136,8 @@ def one_run(n: int, privacy: str, rounds: int, rows_per_site: int, secagg: bool,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke mode: 4 and 8 hospitals, 2 rounds, 1 repetition")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke mode: one run, 4 hospitals, 2 rounds, privacy none (no growth exponent)")
     ap.add_argument("--hospitals", default="10,50,100,200")
     ap.add_argument("--privacy", default="none,sample-dp", help="comma-separated privacy modes (none, sample-dp)")
     ap.add_argument("--rounds", type=int, default=3)
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.quick:
-        args.hospitals, args.rounds, args.reps = "4,8", 2, 1
+        args.hospitals, args.rounds, args.reps = "4", 2, 1
         args.privacy = args.privacy.split(",")[0]
     ns = [int(x) for x in args.hospitals.split(",")]
     modes = [m.strip() for m in args.privacy.split(",") if m.strip()]
@@ -186,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             p = per_n[n]
             rows.append([privacy, n, p["steady_round_seconds"], f"{p['steady_round_seconds'] / base:.2f}x",
                          p["first_round_seconds"], p["peak_rss_gib"], p["peak_pss_gib"]])
-        print(f"RATIO scaling {privacy}: round time {ns[-1]}/{ns[0]} hospitals "
-              f"{per_n[ns[-1]]['steady_round_seconds'] / base:.2f}x, growth exponent n^{slope:.2f}", flush=True)
+        if len(ns) > 1:
+            print(f"RATIO scaling {privacy}: round time {ns[-1]}/{ns[0]} hospitals "
+                  f"{per_n[ns[-1]]['steady_round_seconds'] / base:.2f}x, growth exponent n^{slope:.2f}", flush=True)
+        else:
+            first = per_n[ns[0]]["first_round_seconds"]
+            print(f"RATIO scaling {privacy}: {ns[0]} hospitals, round 1 / later rounds "
+                  f"{first / base:.2f}x (one size only: no growth exponent)", flush=True)
     print()
     print(_bench.table(rows, ["privacy", "hospitals", "round s (median, rounds 2+)", f"vs {ns[0]} hospitals",
                               "round 1 s", "peak RSS GiB", "peak PSS GiB"]))

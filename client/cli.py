@@ -28,8 +28,7 @@ def start_cmd(
         bool, typer.Option("--insecure", help="No TLS and no node authentication. Throw-away trials only.")
     ] = False,
 ) -> None:
-    """Check the site's configuration, key and data, then run the SuperNode until SIGTERM,
-    reconnecting with backoff while the server is away."""
+    """Check config, key and data, then run the SuperNode (reconnecting with backoff) until SIGTERM."""
     from client.daemon import run_daemon
     from client.site_config import load_site_config
 

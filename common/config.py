@@ -39,7 +39,9 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0
     accountant: str = "rdp"
     clipping: str = "ghost"
-    client_noise_multiplier: float = 0.5
+    # Client-level DP: Gaussian noise multiplier on the aggregate; 0 = calibrate it from
+    # (epsilon, delta) over the planned rounds, so `epsilon` means a budget in every mode.
+    client_noise_multiplier: float = 0.0
 
     @property
     def is_private(self) -> bool:
@@ -49,7 +51,7 @@ class PrivacyConfig:
         out: list[str] = []
         if self.mode not in PRIVACY_MODES:
             out.append(f"privacy-mode={self.mode!r} is unknown; use one of {', '.join(PRIVACY_MODES)}.")
-        if self.mode == "sample-dp":
+        if self.mode in ("sample-dp", "client-dp"):
             if not _finite(self.epsilon) or self.epsilon <= 0:
                 out.append(f"epsilon={self.epsilon} must be a positive number (e.g. epsilon=8).")
             if not _finite(self.delta) or not 0 < self.delta < 1:

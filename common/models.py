@@ -56,7 +56,7 @@ class CNN(nn.Module):
 
     Three main blocks (channels `width`, `2*width`, `2*width`, each halving the resolution)
     give ~56k parameters at width 32 for 28x28 inputs. Larger images first pass through one
-    "patchify" convolution (kernel = stride = 2, 4 or 8) that brings the short side to <= 32
+    "patchify" convolution (kernel = stride = a power of two) that brings the short side to <= 32
     pixels (224 -> 28), so a 224x224 image costs about as much as a 28x28 one on a CPU;
     adaptive pooling makes the head independent of the input size.
     """

@@ -29,8 +29,7 @@ def start_cmd(
         bool, typer.Option("--insecure", help="No TLS and no node authentication. Throw-away trials only.")
     ] = False,
 ) -> None:
-    """Start the SuperLink (TLS, node authentication, persistent database) and register the
-    hospitals' keys; runs until SIGTERM/Ctrl-C."""
+    """Start the SuperLink (TLS, node auth, database), register the hospitals' keys; run until SIGTERM."""
     from server.deployment import serve
 
     settings = load_server_settings(config, insecure=insecure)
@@ -50,13 +49,13 @@ def run_cmd(
     ] = None,
     run_config: Annotated[
         Optional[list[str]],
-        typer.Option("--run-config", help="Override [run] settings: \"num-rounds=3 epsilon=4.0\" (TOML values)."),
+        typer.Option("--run-config", help="Override \\[run] settings: \"num-rounds=3 epsilon=4.0\" (TOML values)."),
     ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Stop the run (flwr stop) if not finished after this many seconds; 0 = wait.")
     ] = 0.0,
 ) -> None:
-    """Submit the run described in [run] (plus overrides) and follow it round by round."""
+    """Submit the run described in \\[run] (plus overrides) and follow it round by round."""
     from server.deployment import connect_cli
     from server.progress import RunFollower, describe_outputs, failure, final_summary
     from server.submit import (

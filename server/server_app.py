@@ -23,6 +23,7 @@ from server.workflow import MedfedWorkflow, evaluate_workflow, plain_fit_workflo
 
 def run_federation(grid: Grid, context: Context, cfg: RunConfig) -> None:
     setup = prepare_run(cfg, run_out_dir(cfg, context.run_id))
+    cfg = setup.cfg  # with derived values (e.g. the calibrated client-level DP noise)
     strategy = build_strategy(
         cfg,
         initial_weights=setup.initial_weights,

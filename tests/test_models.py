@@ -92,3 +92,15 @@ def test_set_weights_rejects_mismatches_before_loading_anything(corrupt, match):
         set_weights(model, good_then_bad)
     for old, now in zip(before, get_weights(model)):
         np.testing.assert_array_equal(old, now)
+
+
+def test_pick_device():
+    from common.device import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="tpu"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            pick_device("cuda")

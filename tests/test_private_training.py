@@ -237,6 +237,14 @@ def test_non_private_trainer_reports_no_dp_and_make_trainer_picks(tmp_path):
     assert isinstance(make_trainer(RunConfig(), num_examples=N, ledger=led, scope="run"), PrivateTrainer)
 
 
+def test_evaluate_copes_with_an_empty_test_split():
+    model = build_model("mlp", (FEATURES,), 2)
+    loss, metrics, probs = evaluate(model, tabular(0), device=CPU)
+    assert np.isnan(loss) and probs.shape == (0, 2) and metrics["n"] == 0 and metrics["auc"] is None
+    loss, metrics, probs = evaluate(model, tabular(), device=CPU)
+    assert loss > 0 and probs.shape == (N, 2) and np.allclose(probs.sum(1), 1)
+
+
 @pytest.mark.parametrize("private", [False, True])
 def test_fedprox_pulls_towards_the_global_weights(tmp_path, private):
     def distance_after(mu: float) -> float:
