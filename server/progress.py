@@ -2,7 +2,7 @@
 
 Two sources, polled at different rates because they cost differently: the run folder (the
 ServerApp rewrites metrics.json/privacy.json after every round; reading them is free, every
-2 s) and `flwr ls --run-id` (a Flower CLI call, ~1-3 s of CPU each; every 10 s, and every
+2 s) and `flwr ls --run-id` (a Flower CLI call, ~1-3 s of CPU each; every 30 s, and every
 2 s once the report exists) for the authoritative run status.
 """
 
@@ -21,7 +21,7 @@ from server.flwr_cli import flwr_json, flwr_log
 from server.submit import FINISHED_MARKER
 
 FILE_POLL_S = 2.0
-STATUS_POLL_S = 10.0
+STATUS_POLL_S = 30.0
 OUTPUT_FILES = ("report.html", "metrics.json", "metrics.csv", "privacy.json", "global_model.pt", "events.log")
 
 

@@ -129,7 +129,16 @@ class UpdateDecodingStrategy(Strategy):
         if len(accepted) < self.min_sites:
             self.observer.quorum_not_reached(server_round, available=len(accepted), needed=self.min_sites)
             return None, {}
-        return self.inner.aggregate_fit(server_round, accepted, failures)
+        params, metrics = self.inner.aggregate_fit(server_round, accepted, failures)
+        if params is None:
+            return None, metrics
+        # Server optimisers (FedAdam) and DP noise compute in float64: the global model keeps the
+        # model's own dtypes, or every site would (rightly) refuse it.
+        weights = [
+            np.asarray(w).astype(np.asarray(g).dtype, copy=False)
+            for w, g in zip(parameters_to_ndarrays(params), self.global_weights)
+        ]
+        return ndarrays_to_parameters(weights), metrics
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager

@@ -17,9 +17,8 @@ from typing import Callable, cast
 
 from flwr.app import ConfigRecord, Context, Message
 from flwr.app.message_type import MessageType
-from flwr.common import Code, EvaluateRes, FitRes, parameters_to_ndarrays
+from flwr.common import Code, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
-from flwr.server.client_proxy import ClientProxy
 from flwr.server.compat.app_utils import start_update_client_manager_thread
 from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
@@ -39,6 +38,34 @@ def _current_parameters(context: LegacyContext):
     return compat.arrayrecord_to_parameters(context.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
 
 
+def _exchange(grid: Grid, rnd: int, instructions: list, *, train: bool, timeout: float) -> tuple[list, list]:
+    """Send one legacy instruction per site, collect replies for at most `timeout` seconds, and
+    sort them into (results, failures) the way Flower's default workflows do; sites that did not
+    reply in time count as failures."""
+    to_content = compat.fitins_to_recorddict if train else compat.evaluateins_to_recorddict
+    proxies = {proxy.node_id: proxy for proxy, _ in instructions}
+    out = [
+        Message(
+            content=to_content(ins, True),
+            dst_node_id=proxy.node_id,
+            message_type=MessageType.TRAIN if train else MessageType.EVALUATE,
+            group_id=str(rnd),
+        )
+        for proxy, ins in instructions
+    ]
+    replies = list(grid.send_and_receive(out, timeout=timeout))
+    results: list = []
+    failures: list = []
+    for msg in replies:
+        if msg.has_content():
+            res = compat.recorddict_to_fitres(msg.content, False) if train else compat.recorddict_to_evaluateres(msg.content)
+            (results if res.status.code == Code.OK else failures).append((proxies[msg.metadata.src_node_id], res))
+        else:
+            failures.append(Exception(msg.error.reason if msg.has_error() else "no reply"))
+    failures.extend(Exception(f"no reply within {timeout:.0f} s") for _ in range(len(instructions) - len(replies)))
+    return results, failures
+
+
 def plain_fit_workflow(timeout: float) -> Workflow:
     """Flower's default fit step (no secure aggregation), with a reply timeout."""
 
@@ -48,28 +75,7 @@ def plain_fit_workflow(timeout: float) -> Workflow:
         instructions = ctx.strategy.configure_fit(rnd, _current_parameters(ctx), ctx.client_manager)
         if not instructions:
             return
-        proxies = {proxy.node_id: proxy for proxy, _ in instructions}
-        out = [
-            Message(
-                content=compat.fitins_to_recorddict(ins, True),
-                dst_node_id=proxy.node_id,
-                message_type=MessageType.TRAIN,
-                group_id=str(rnd),
-            )
-            for proxy, ins in instructions
-        ]
-        replies = list(grid.send_and_receive(out, timeout=timeout))
-        results: list[tuple[ClientProxy, FitRes]] = []
-        failures: list = []
-        for msg in replies:
-            if msg.has_content():
-                res = compat.recorddict_to_fitres(msg.content, False)
-                target = results if res.status.code == Code.OK else failures
-                target.append((proxies[msg.metadata.src_node_id], res))
-            else:
-                failures.append(Exception(msg.error.reason if msg.has_error() else "no reply"))
-        missing = len(instructions) - len(replies)
-        failures.extend(Exception(f"no reply within {timeout:.0f} s") for _ in range(missing))
+        results, failures = _exchange(grid, rnd, instructions, train=True, timeout=timeout)
         params, metrics = ctx.strategy.aggregate_fit(rnd, results, failures)
         if params is not None:
             ctx.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(params, True)
@@ -87,26 +93,7 @@ def evaluate_workflow(timeout: float) -> Workflow:
         instructions = ctx.strategy.configure_evaluate(rnd, _current_parameters(ctx), ctx.client_manager)
         if not instructions:
             return
-        proxies = {proxy.node_id: proxy for proxy, _ in instructions}
-        out = [
-            Message(
-                content=compat.evaluateins_to_recorddict(ins, True),
-                dst_node_id=proxy.node_id,
-                message_type=MessageType.EVALUATE,
-                group_id=str(rnd),
-            )
-            for proxy, ins in instructions
-        ]
-        replies = list(grid.send_and_receive(out, timeout=timeout))
-        results: list[tuple[ClientProxy, EvaluateRes]] = []
-        failures: list = []
-        for msg in replies:
-            if msg.has_content():
-                res = compat.recorddict_to_evaluateres(msg.content)
-                target = results if res.status.code == Code.OK else failures
-                target.append((proxies[msg.metadata.src_node_id], res))
-            else:
-                failures.append(Exception(msg.error.reason if msg.has_error() else "no reply"))
+        results, failures = _exchange(grid, rnd, instructions, train=False, timeout=timeout)
         ctx.strategy.aggregate_evaluate(rnd, results, failures)
 
     return run

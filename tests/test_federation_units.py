@@ -166,6 +166,7 @@ def test_fedadam_state_survives_a_checkpoint(tmp_path: Path) -> None:
     strat, recorder, g = _strategy(tmp_path, secure=False, strategy="fedadam")
     d = [np.full((2, 2), 0.2, np.float32), np.full(3, 0.1, np.float32)]
     params, _ = strat.aggregate_fit(1, [(_Proxy(1), _fitres(d, 100, "a")), (_Proxy(2), _fitres(d, 100, "b"))], [])
+    assert [w.dtype for w in parameters_to_ndarrays(params)] == [w.dtype for w in g], "global model keeps float32"
     state = strat.optimizer_state()
     assert {"m_t", "v_t", "current_weights"} <= set(state)
     recorder.end_round(1, weights=parameters_to_ndarrays(params), optimizer_state=state)

@@ -50,6 +50,8 @@ def test_flwr_run_with_run_config_overrides(tmp_path: Path, data_dir: Path) -> N
             "num-rounds": 2,
             "local-epochs": 1,
             "epsilon": 4.0,
+            "strategy": "fedadam",
+            "secagg": False,
             "out-dir": str(out),
         }
         run_id = flwr_run(REPO, "medfed-test", env=env, run_config=overrides, timeout=120)
@@ -59,7 +61,10 @@ def test_flwr_run_with_run_config_overrides(tmp_path: Path, data_dir: Path) -> N
     cfg = metrics["config"]
     assert cfg["federation"]["num_rounds"] == 2 and cfg["training"]["local_epochs"] == 1
     assert cfg["privacy"]["epsilon"] == 4.0 and cfg["data"]["dataset"] == "heart-disease"
+    assert cfg["federation"]["strategy"] == "fedadam" and cfg["secagg"]["enabled"] is False
     assert [r["round"] for r in metrics["rounds"]] == [0, 1, 2]
     privacy = json.loads((out / "privacy.json").read_text())
     assert all(max(e["epsilon"].values()) <= 4.0 + 1e-6 for e in privacy["sites"].values())
-    assert (out / "report.html").exists()
+    assert privacy["secure_aggregation"] == {"enabled": False}
+    assert all(r["fit"]["sites"] == 4 for r in metrics["rounds"][1:]), "plain (unmasked) fit path aggregates every site"
+    assert "OFF (explicitly requested)" in (out / "report.html").read_text()
