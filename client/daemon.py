@@ -7,114 +7,46 @@ not as a failed round on the server. Then the SuperNode runs under supervision:
   * its output is teed to `state-dir/logs/client.log` and stdout (journald);
   * an exit because the server is away (Flower gives up after `max-wait-time`) is followed by
     a restart with jittered exponential backoff (2 s doubling up to 60 s, back to 2 s after a
-    successful connection), every attempt logged;
-  * an exit that a restart cannot fix ends the daemon with a documented exit code: the server
-    refused the node key or the TLS certificate does not verify (7), a local port is taken (2);
+    successful connection), every attempt logged. A SuperNode that loses an *established*
+    connection gives up after `max-wait-time` but, in Flower 1.41, does not exit (its Runtime
+    API thread keeps the process alive): the daemon notices the "Giving up reconnection" line,
+    stops it after a short grace and restarts it the same way;
+  * an exit that a restart cannot fix ends the daemon with a documented exit code: the TLS
+    certificate does not verify (7), a local port is taken (2), the server refuses to activate
+    a key that was never activated from this state folder, i.e. is not registered (7);
+  * a refusal of a key that *was* activated before is retried: right after a SuperLink restart
+    the server still counts the node as online (until its heartbeat window, ~60 s, expires) and
+    answers with the same "Failed to activate SuperNode". Only refusals lasting
+    `REFUSED_LIMIT_S` (a revoked key) end the daemon (7). Activations are recorded in
+    `state-dir/node-identity.json` (key fingerprint, node id);
   * SIGTERM/SIGINT are forwarded; the daemon waits for the SuperNode, removes its pid file and
     exits 0.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
+import json
 import random
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from client.preflight import acquire_pid_file, release_pid_file, validate_data
 from client.site_config import SiteConfig
-from common.errors import ConfigError, DataError, MedfedError, SecurityError
-from common.supervise import Child, LogSink, StopFlag, flower_bin, flower_env, pid_alive
+from common import pki
+from common.errors import ConfigError, MedfedError, SecurityError
+from common.supervise import Child, LogSink, StopFlag, flower_bin, flower_env
 
 MIN_BACKOFF_S = 2.0
 MAX_BACKOFF_S = 60.0
+GAVE_UP_GRACE_S = 10.0  # a SuperNode that gave up should exit within this; else it hangs
+REFUSED_LIMIT_S = 600.0  # refusals of a known key for this long: it was revoked
 CONNECTED_RE = re.compile(r"SuperNode ID: (\d+)")
+GAVE_UP = "Giving up reconnection"
+ALIVE_MARKS = ("Connection successful after", "SuperNode ID:", "Receiving:")
 LOG_PREFIX = "medfed-client"
-
-
-# --------------------------------------------------------------------------- data
-
-
-def validate_data(config: SiteConfig) -> tuple[SiteConfig, str]:
-    """Load the site's data exactly as its ClientApp will and run the dataset checks.
-
-    Returns the config with the data format resolved, and a one-line summary."""
-    from client.private_trainer import MIN_PRIVATE_EXAMPLES
-    from common.datasets.check import check_dataset, site_problems
-
-    if config.data_path is not None:
-        from common.datasets.hospital import infer_format, load_hospital
-
-        fmt = config.data_format or infer_format(config.data_path)
-        ds = load_hospital(config.data_path, fmt, site_name=config.name)
-        site = next(iter(ds.sites.values()))
-        problems = check_dataset(ds)
-        config = dataclasses.replace(config, data_format=fmt)
-        where = f"{config.data_path} ({fmt})"
-    else:
-        from common.config import DataConfig
-        from common.datasets.federated import load_federated
-
-        # What client/site.py loads for `dataset` + `dataset-site`: the dataset's natural sites.
-        ds = load_federated(DataConfig(dataset=config.dataset, partition="natural"))
-        site = ds.site(config.dataset_site)
-        problems = site_problems(ds, config.dataset_site)
-        where = f"built-in {config.dataset}, site {config.dataset_site}"
-    if problems:
-        raise DataError(
-            f"The data of site {config.name} ({where}) failed the checks:\n  - " + "\n  - ".join(problems),
-            "fix the data (see `medfed data check`), then start the client again.",
-        )
-    if len(site.train) < MIN_PRIVATE_EXAMPLES:
-        raise DataError(
-            f"Site {config.name} has {len(site.train)} training examples ({where}); DP-SGD needs at least "
-            f"{MIN_PRIVATE_EXAMPLES}.",
-            "add data, or leave this site out of the federation.",
-        )
-    counts = " ".join(str(c) for c in site.train.class_counts(ds.num_classes))
-    return config, f"{where}: {len(site.train)} training rows (classes {counts}), {len(site.test)} test rows"
-
-
-# --------------------------------------------------------------------------- pid file
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def daemon_alive(pid: int) -> bool:
-    """Is `pid` a live `medfed client start`? (The cmdline check guards against PID reuse.)"""
-    if not pid_alive(pid):
-        return False
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"client" in args and b"start" in args
-
-
-def acquire_pid_file(path: Path) -> None:
-    pid = read_pid(path)
-    if pid is not None and pid != os.getpid() and daemon_alive(pid):
-        raise ConfigError(
-            f"A medfed client for this state-dir is already running (pid {pid}, {path}).",
-            "stop it first (systemctl stop medfed-client, or kill that pid), or use another state-dir.",
-        )
-    tmp = path.with_suffix(".pid.tmp")
-    tmp.write_text(f"{os.getpid()}\n")
-    os.replace(tmp, path)
-
-
-def release_pid_file(path: Path) -> None:
-    if read_pid(path) == os.getpid():
-        path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- SuperNode
@@ -160,17 +92,18 @@ def supernode_argv(config: SiteConfig, runtime_port: int) -> list[str]:
 class ExitReason:
     text: str
     fatal: MedfedError | None = None
+    refused: bool = False  # "Failed to activate SuperNode": fatal only for a never-activated key
 
 
 def classify_exit(code: int | None, output: str, config: SiteConfig) -> ExitReason:
     """Why did the SuperNode stop, and is a restart worth trying? (Flower 1.41 messages.)"""
     if "[code: 2004]" in output or "Failed to activate SuperNode" in output:
         return ExitReason("the server refused this site's node key", SecurityError(
-            f"The server refused site {config.name}'s node key ({config.private_key}): it is not registered there "
-            "(Flower: Failed to activate SuperNode).",
+            f"The server refused site {config.name}'s node key ({config.private_key}): it is not registered there, "
+            "or another SuperNode is online with the same key (Flower: Failed to activate SuperNode).",
             "send this site's .pub file to the operator, who records it with `medfed pki node --public-key` and "
             "restarts the server. A key that was unregistered (revoked) can never be registered again: make a new one.",
-        ))
+        ), refused=True)
     if "[code: 2001]" in output:
         return ExitReason("the server requires node authentication", SecurityError(
             f"The server at {config.server} requires node authentication, which insecure mode cannot do.",
@@ -189,7 +122,10 @@ def classify_exit(code: int | None, output: str, config: SiteConfig) -> ExitReas
         ))
     if code == 0:
         return ExitReason("the SuperNode stopped by itself (the server shut down or unregistered this node)")
-    return ExitReason(f"the server is unreachable ({_detail(output) or f'exit code {code}'})")
+    hint = ""
+    if config.insecure and "Server disconnected without sending a response" in output:
+        hint = "; the server probably uses TLS, which insecure mode cannot speak"
+    return ExitReason(f"the server is unreachable ({_detail(output) or f'exit code {code}'}){hint}")
 
 
 def _detail(output: str) -> str:
@@ -213,24 +149,51 @@ class Supervisor:
         self.sink = sink
         self.stop = stop
         self.env = flower_env(config.flwr_home)
+        self.fingerprint = pki.check_node_identity(config.private_key) if config.private_key else ""
+        self.identity_file = config.state_dir / "node-identity.json"
+
+    def activated_before(self) -> bool:
+        """Has the server ever activated this key for this site (so that a refusal is news)?"""
+        try:
+            record = json.loads(self.identity_file.read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(self.fingerprint) and record.get("fingerprint") == self.fingerprint
+
+    def record_activation(self, node_id: str) -> None:
+        record = {"fingerprint": self.fingerprint, "node-id": node_id, "server": self.config.server}
+        tmp = self.identity_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.replace(self.identity_file)
 
     def run(self) -> int:
         attempt, failures = 0, 0
+        refused_since: float | None = None
         while not self.stop.is_set:
             attempt += 1
             connected = threading.Event()
+            gave_up: list[float] = []  # when Flower last said it gave up reconnecting
 
             def on_line(line: str) -> None:
                 if match := CONNECTED_RE.search(line):
                     connected.set()
+                    self.record_activation(match.group(1))
                     self.sink.say(f"connected to {self.config.server} as node {match.group(1)}")
+                if GAVE_UP in line:
+                    gave_up[:] = [time.monotonic()]
+                elif any(mark in line for mark in ALIVE_MARKS):
+                    gave_up.clear()
 
             port = self.config.runtime_port or free_port()
             argv = supernode_argv(self.config, port)
             self.sink.say(f"starting SuperNode (attempt {attempt}) for site {self.config.name} -> {self.config.server}")
             child = Child(argv, sink=self.sink, env=self.env, cwd=self.config.state_dir, on_line=on_line)
+            hung = False
             while child.running() and not self.stop.wait(0.5):
-                pass
+                if gave_up and time.monotonic() - gave_up[0] > GAVE_UP_GRACE_S:
+                    self.sink.say("the SuperNode gave up reconnecting to the server but did not exit: stopping it.")
+                    child.stop(grace=15.0)
+                    hung = True
             if self.stop.is_set:
                 self.sink.say(f"received {self.stop.signal_name or 'a stop request'}: stopping the SuperNode.")
                 code = child.stop(grace=30.0)
@@ -238,6 +201,17 @@ class Supervisor:
                 return 0
             code = child.wait(10)
             reason = classify_exit(code, child.tail(60), self.config)
+            if hung and reason.fatal is None:
+                reason = ExitReason(f"the server is unreachable (connection lost; no answer for {self.config.max_wait_time:g} s)")
+            if reason.refused and self.activated_before():
+                refused_since = refused_since or time.monotonic()
+                if time.monotonic() - refused_since < REFUSED_LIMIT_S:
+                    reason = ExitReason(
+                        "the server refused to activate this node, which it knows: after a server restart it counts "
+                        "the node as online for up to a minute; if this lasts, the key was unregistered"
+                    )
+            else:
+                refused_since = None
             if reason.fatal is not None:
                 self.sink.say(f"SuperNode exited with code {code}: {reason.text}; not restarting.")
                 raise reason.fatal

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from client.daemon import LOG_PREFIX, daemon_alive, read_pid
+from client.daemon import LOG_PREFIX
+from client.preflight import daemon_alive, read_pid
 from client.site_config import SiteConfig
 from common.errors import MedfedError
 
@@ -23,6 +24,7 @@ _EXITED_RE = re.compile(rf"^(\S+) {LOG_PREFIX}: (SuperNode exited .*)$")
 _ERROR_RE = re.compile(rf"^(\S+) {LOG_PREFIX}: error: (.*)$")
 _STOPPED_RE = re.compile(rf"^(\S+) {LOG_PREFIX}: (stopped|received \S+: stopped)")
 _RETRY_RE = re.compile(r"Connection attempt failed, retrying")
+_RECOVERED_RE = re.compile(r"Connection successful after")
 
 
 def _tail_lines(path: Path) -> list[str]:
@@ -57,6 +59,8 @@ def connection_from_log(path: Path) -> dict[str, Any]:
             out.update(state="stopped", since=m.group(1))
         elif _RETRY_RE.search(line):
             out["flower_retries"] += 1
+        elif _RECOVERED_RE.search(line):
+            out["flower_retries"] = 0
     return out
 
 
@@ -104,6 +108,8 @@ def render(status: dict[str, Any]) -> list[str]:
     state = conn["state"]
     if state == "connected":
         text = f"connected as node {conn['node_id']} since {conn['since']} (attempt {conn['attempt']})"
+        if conn["flower_retries"]:
+            text += f"; {conn['flower_retries']} failed reconnection attempt(s) since: the server may be away"
     elif state == "connecting":
         text = f"connecting (attempt {conn['attempt']}, {conn['flower_retries']} retries so far)"
     else:

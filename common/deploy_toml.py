@@ -25,7 +25,7 @@ class TomlFile:
     """One parsed TOML file plus the problems found while reading it."""
 
     def __init__(self, path: Path | str, *, example: str) -> None:
-        self.path = Path(path).expanduser()
+        self.path = Path(path).expanduser().absolute()
         self.example = example  # where the documented example lives, for the fix text
         self.problems: list[str] = []
         if not self.path.is_file():

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+MAX_LOG_BYTES = 50_000_000  # a log above this is moved to <name>.1 when the next start opens it
 
 #: Environment every Flower process gets unless the operator set the variable already:
 #: no telemetry, no update check (network calls home), quicker task pick-up by the SuperExec.
@@ -66,6 +67,8 @@ class LogSink:
     def __init__(self, path: Path, *, echo: bool = True, prefix: str = "medfed") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size > MAX_LOG_BYTES:  # keep one old log at start
+            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
         self.echo = echo
         self.prefix = prefix
         self._lock = threading.Lock()

@@ -54,6 +54,9 @@ def run_cmd(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Stop the run (flwr stop) if not finished after this many seconds; 0 = wait.")
     ] = 0.0,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Reach a SuperLink started with --insecure (no TLS).")
+    ] = False,
 ) -> None:
     """Submit the run described in \\[run] (plus overrides) and follow it round by round."""
     from server.deployment import connect_cli
@@ -70,7 +73,7 @@ def run_cmd(
         submit,
     )
 
-    settings = load_server_settings(config, check_files=False)
+    settings = load_server_settings(config, insecure=insecure, check_files=False)
     for message in settings.warnings:
         warn(message)
     run_name = check_run_name(name or default_run_name())
