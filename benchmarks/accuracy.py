@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke mode: one heart-disease cell, 1 seed, 1 round")
     ap.add_argument("--fresh", action="store_true", help="ignore runs already recorded in the results file")
     ap.add_argument("--list", action="store_true", help="list the cells and exit")
+    ap.add_argument("--merge", type=Path, action="append", default=[],
+                    help="add the runs recorded in another results file (e.g. from a parallel --out run) and exit")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     cells = all_cells()
@@ -181,23 +183,39 @@ def main(argv: list[str] | None = None) -> int:
     machine = previous.get("machine") or _bench.machine()
     data_dir = _bench.data_dir()
     started = time.monotonic()
+    command = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    commands = list(previous.get("commands", [previous["command"]] if "command" in previous else []))
+    commands.append(command)
+    for other in args.merge:  # the merged files' own commands, so every run's origin stays on record
+        theirs = json.loads(other.read_text())
+        commands.extend(theirs.get("commands") or ([theirs["command"]] if "command" in theirs else []))
 
     def save() -> None:
         summary = summarise(runs, cells)
         done = {e["cell"] for e in summary}
         payload = {
             "benchmark": "accuracy",
-            "command": "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": command,
+            "commands": commands,
             "references": REFERENCES,
             "defaults": "10 rounds, 2 local epochs, batch 128, lr 0.5, momentum 0.9, SecAgg+ on, ghost clipping, "
                         "delta 1e-4, RDP accountant, max grad norm 1.0",
             "machine": machine,
+            "load_average_at_last_save": _bench.loadavg(),
             "cells_run": sorted(done),
             "cells_not_run": [c.name for c in cells if c.name not in done],
             "summary": summary,
             "runs": runs,
         }
         _bench.write_result("accuracy", payload, out=path)
+
+    for other in args.merge:
+        for r in json.loads(other.read_text()).get("runs", []):
+            if not any(q["cell"] == r["cell"] and q["seed"] == r["seed"] and q.get("quick") == r.get("quick")
+                       for q in runs):
+                runs.append(r)
+    if args.merge:
+        chosen = []
 
     with tempfile.TemporaryDirectory(prefix="medfed-accuracy-bench-") as tmp:
         for cell in chosen:

@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
@@ -46,7 +47,6 @@ def secagg_plot(data: dict, out: Path) -> Path:
         ax1.plot(ns, [cells[n]["ratio_secagg_over_plain"] for n in ns], "o-", label=f"{label} parameters")
         ax2.plot(ns, [max(cells[n]["secagg_own_seconds"], 1e-3) for n in ns], "o-",
                  label=f"{label} (n^{grid['growth'][label]['slope_own_cost_vs_n']:.2f})")
-    ref = [ns[0] * 1.0, ns[-1]]
     own0 = min(max(c["secagg_own_seconds"], 1e-3) for c in grid["cells"] if c["n"] == ns[0])
     ax2.plot(ns, [own0 * (n * _log(n)) / (ns[0] * _log(ns[0])) for n in ns], "k--", lw=1, label="n log n")
     ax1.axhline(1.0, color="grey", lw=0.8)
@@ -57,9 +57,9 @@ def secagg_plot(data: dict, out: Path) -> Path:
     for ax in (ax1, ax2):
         ax.set_xticks(ns)
         ax.set_xticklabels([str(n) for n in ns])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    del ref
     return _save(fig, out / "secagg_overhead_vs_hospitals.png")
 
 
@@ -82,45 +82,66 @@ def scaling_plot(data: dict, out: Path) -> Path:
             title="Round time (MLP, SecAgg+ on)")
     ax2.set(xscale="log", xlabel="hospitals", ylabel="GiB", title="Peak memory, driver + Ray processes")
     for ax in (ax1, ax2):
+        ns_all = sorted({int(n) for s in data["summary"].values() for n in s["per_n"]})
+        ax.set_xticks(ns_all)
+        ax.set_xticklabels([str(n) for n in ns_all])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    ax2.set_ylim(bottom=0)
     return _save(fig, out / "scaling_round_time.png")
+
+
+EPS_AXIS = [("eps1", 1.0), ("eps3", 3.0), ("eps5", 5.0), ("eps8", 8.0), ("nodp", 16.0)]
 
 
 def accuracy_plot(data: dict, out: Path) -> Path:
     summary = {e["cell"]: e for e in data["summary"]}
-    eps_keys = [("eps1", 1.0), ("eps3", 3.0), ("eps5", 5.0), ("eps8", 8.0), ("nodp", 16.0)]
-    series = {
-        "PneumoniaMNIST IID (AUC)": ("pneumonia-iid-{}", "auc"),
-        "PneumoniaMNIST Dirichlet 0.5 (AUC)": ("pneumonia-dirichlet0.5-{}", "auc"),
-        "Heart FedAvg (mean site acc.)": ("heart-fedavg-{}", "mean_site_accuracy"),
-        "Heart FedProx (mean site acc.)": ("heart-fedprox-{}", "mean_site_accuracy"),
-        "Heart FedAdam (mean site acc.)": ("heart-fedadam-{}", "mean_site_accuracy"),
-        "ECG5000 GRU (acc.)": ("ecg-gru-{}", "accuracy"),
-        "ECG5000 LSTM (acc.)": ("ecg-lstm-{}", "accuracy"),
-    }
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for label, (pattern, metric) in series.items():
-        xs, ys, es = [], [], []
-        for key, x in eps_keys:
-            e = summary.get(pattern.format(key))
-            if e and metric in e:
-                xs.append(x)
-                ys.append(e[metric]["mean"])
-                es.append(e[metric]["std"])
-        if xs:
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
-    for y, text in ((0.944, "MedMNIST ResNet-18 AUC 0.944"), (0.735, "FLamby pooled 0.735"),
-                    (0.94, "ECG5000 FCN 0.94 (full UCR)")):
-        ax.axhline(y, color="grey", lw=0.6, ls=":")
-        ax.text(1.02, y, text, fontsize=7, va="bottom", color="grey")
-    ax.set_xscale("log")
-    ax.set_xticks([1, 3, 5, 8, 16])
-    ax.set_xticklabels(["1", "3", "5", "8", "no DP"])
-    ax.set(xlabel="epsilon per hospital (delta 1e-4)", ylabel="metric (mean +- std over seeds)",
-           title="Accuracy vs privacy budget (medfed defaults, 10 rounds)")
-    ax.legend(fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
+    panels = [
+        ("PneumoniaMNIST, 4 hospitals", [
+            ("IID AUC", "pneumonia-iid-{}", "auc", "-"), ("IID accuracy", "pneumonia-iid-{}", "accuracy", "--"),
+            ("Dirichlet 0.5 AUC", "pneumonia-dirichlet0.5-{}", "auc", "-"),
+            ("Dirichlet 0.5 accuracy", "pneumonia-dirichlet0.5-{}", "accuracy", "--")],
+         [(0.944, "ResNet-18 AUC 0.944"), (0.854, "ResNet-18 ACC 0.854")]),
+        ("Fed-Heart-Disease, 4 hospitals", [
+            ("FedAvg", "heart-fedavg-{}", "mean_site_accuracy", "-"),
+            ("FedProx", "heart-fedprox-{}", "mean_site_accuracy", "-"),
+            ("FedAdam", "heart-fedadam-{}", "mean_site_accuracy", "-")],
+         [(0.735, "FLamby pooled 0.735"), (0.685, "FLamby FedAvg 0.685"), (0.726, "FLamby FedAdam 0.726")]),
+        ("ECG5000, 4 hospitals IID", [
+            ("GRU", "ecg-gru-{}", "accuracy", "-"), ("LSTM", "ecg-lstm-{}", "accuracy", "-")],
+         [(0.94, "FCN 0.94 (full UCR split)")]),
+    ]
+    ylabels = ["test AUC / accuracy", "mean per-hospital test accuracy", "test accuracy"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
+    for ax, (title, series, refs), ylabel in zip(axes, panels, ylabels):
+        drawn = 0
+        for label, pattern, metric, style in series:
+            xs, ys, es = [], [], []
+            for key, x in EPS_AXIS:
+                e = summary.get(pattern.format(key))
+                if e and metric in e:
+                    xs.append(x)
+                    ys.append(e[metric]["mean"])
+                    es.append(e[metric]["std"])
+            if xs:
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, ls=style, label=label)
+                drawn += 1
+        for y, text in refs:
+            ax.axhline(y, color="grey", lw=0.7, ls=":")
+            ax.annotate(text, (0.99, y), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                        fontsize=7, color="dimgrey")
+        if not drawn:
+            ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="grey")
+        ax.set_xscale("log")
+        ax.set_xticks([x for _, x in EPS_AXIS])
+        ax.set_xticklabels(["1", "3", "5", "8", "no DP"])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(xlabel="epsilon per hospital (delta 1e-4)", ylabel=ylabel, title=title)
+        if drawn:
+            ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Accuracy vs privacy budget (mean +- std over seeds; medfed defaults, 10 rounds)", fontsize=10)
     return _save(fig, out / "accuracy_vs_epsilon.png")
 
 
@@ -154,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=_bench.RESULTS)
     ap.add_argument("--out", type=Path, default=DOCS)
     args = ap.parse_args(argv)
-    for name, draw in (("secagg_overhead", secagg_plot), ("scaling", scaling_plot), ("accuracy", accuracy_plot),
+    secagg = "secagg_overhead" if (args.results / "secagg_overhead.json").exists() else "secagg_overhead-grid"
+    for name, draw in ((secagg, secagg_plot), ("scaling", scaling_plot), ("accuracy", accuracy_plot),
                        ("dp_overhead", dp_plot)):
         data = _load(args.results, name)
-        if data is not None and (name != "secagg_overhead" or "grid" in data):
+        if data is not None and (not name.startswith("secagg") or "grid" in data):
             draw(data, args.out)
     return 0
 

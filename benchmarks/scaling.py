@@ -16,7 +16,7 @@ client, loads data and, under sample-level DP, calibrates each site's noise). Ru
 up then down (10, 50, 100, 200, 200, 100, 50, 10 for 2 repetitions) so a drift in machine load
 does not masquerade as growth; the growth exponent is the log-log slope of round time vs n.
 Peak memory: the process tree (driver + Ray's GCS/raylet/agents + Ray workers) sampled every
-0.25 s: summed RSS (counts shared pages once per process, an over-estimate) and summed PSS
+1 s from /proc: summed RSS (counts shared pages once per process, an over-estimate) and summed PSS
 (shared pages split between processes, when /proc/<pid>/smaps_rollup is readable).
 
 Run from the repository root:  python benchmarks/scaling.py [--quick] [--privacy none,sample-dp]
@@ -71,29 +71,25 @@ def _pss(pid: int) -> int:
 
 
 class TreeMemory:
-    """Peak summed RSS and PSS of this process and all its descendants (sampled)."""
+    """Peak summed RSS and PSS of this process and all its descendants, sampled every
+    `interval` s from /proc in a thread; `sampler_cpu_seconds` is what the sampling itself cost
+    (kept small: it competes with the federation for the 2 cores)."""
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
         self.peak_rss = self.peak_pss = self.peak_procs = 0
+        self.sampler_cpu_seconds = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _pids(self) -> list[int]:
-        kids = _bench._proc_children()
-        todo, seen = [os.getpid()], []
-        while todo:
-            pid = todo.pop()
-            seen.append(pid)
-            todo.extend(kids.get(pid, []))
-        return seen
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss, procs = _bench.tree_rss()
-            self.peak_rss = max(self.peak_rss, rss)
-            self.peak_procs = max(self.peak_procs, procs)
-            self.peak_pss = max(self.peak_pss, sum(_pss(p) for p in self._pids()))
+            started = time.thread_time()
+            pids = _bench._tree_pids(os.getpid())
+            self.peak_rss = max(self.peak_rss, sum(_bench._proc_rss(p) for p in pids))
+            self.peak_pss = max(self.peak_pss, sum(_pss(p) for p in pids))
+            self.peak_procs = max(self.peak_procs, len(pids))
+            self.sampler_cpu_seconds += time.thread_time() - started
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "TreeMemory":
@@ -131,7 +127,8 @@ def one_run(n: int, privacy: str, rounds: int, rows_per_site: int, secagg: bool,
     steady = durations[1:] or durations
     return {"n": n, "privacy": privacy, "round_seconds": durations, "steady_round_seconds": _bench.median(steady),
             "first_round_seconds": durations[0], "total_seconds": result.seconds,
-            "peak_rss_bytes": mem.peak_rss, "peak_pss_bytes": mem.peak_pss, "peak_processes": mem.peak_procs}
+            "peak_rss_bytes": mem.peak_rss, "peak_pss_bytes": mem.peak_pss, "peak_processes": mem.peak_procs,
+            "memory_sampler_cpu_seconds": round(mem.sampler_cpu_seconds, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,11 @@ messages takes time of its own), switched on by a flag file.
 
 Part "default" -- SecAgg+ on a round of the default simulation (`medfed simulate` defaults:
 PneumoniaMNIST, 4 hospitals, Dirichlet alpha 1, sample-level DP epsilon 8 with ghost clipping,
-2 local epochs, batch 128), same seed, runs ordered on/off/off/on; per-round `duration_s` from
-metrics.json, round 1 (which also builds clients, loads data, calibrates noise) left out.
+2 local epochs, batch 128), same seed. The on and off federations run at the same time, side by
+side (two processes, each its own Ray), so both see the same load round for round; the pair is
+repeated with the start order swapped. Per-round `duration_s` from metrics.json, paired by round
+number; round 1 (which also starts the Ray workers, builds clients and calibrates noise) is left
+out.
 
 Run from the repository root:  python benchmarks/secagg_overhead.py [--quick] [--part grid|default|all]
 """
@@ -338,37 +341,65 @@ def grid_part(args, workdir: Path) -> dict:
             "protocol_bytes": {label: protocol_bytes(p, max(ns)) for label, p in sizes.items()}}
 
 
-def default_part(args, workdir: Path) -> dict:
-    """SecAgg+ on vs off on the default simulation, ABBA order, same seed."""
+def _default_child(mode: str, rounds: int, out_dir: Path, result_json: Path) -> int:
+    """One default simulation (child process of `default_part`); writes its round times."""
     from simulations.simulate import build_config, run
 
-    data_dir = _bench.data_dir()
-    order = ["on", "off", "off", "on"][: 2 * args.default_pairs] if args.default_pairs <= 2 else \
-        (["on", "off", "off", "on"] * args.default_pairs)[: 2 * args.default_pairs]
+    cfg = build_config(**{"federation.num_rounds": rounds, "secagg.enabled": mode == "on", "out_dir": str(out_dir)})
+    result = run(cfg, data_dir=_bench.data_dir())
+    durations = [r["duration_s"] for r in result.metrics["rounds"] if r["round"] >= 1]
+    result_json.write_text(json.dumps({"secagg": mode, "round_seconds": durations, "total_seconds": result.seconds,
+                                       "final_auc": result.metrics["final"]["global"].get("auc")}))
+    return 0
+
+
+def default_part(args, workdir: Path) -> dict:
+    """SecAgg+ on vs off on the default simulation, the two federations running AT THE SAME
+    TIME (two child processes, each with its own Ray instance), so that both see the same
+    machine load round for round; the pair is repeated with the start order swapped.
+    Each round's time is paired with the same round of the other federation."""
+    import subprocess
+
+    _bench.data_dir()
+    pairs = []
+    ratios: list[float] = []
     rounds: dict[str, list[float]] = {"on": [], "off": []}
-    runs = []
-    for i, mode in enumerate(order):
-        cfg = build_config(**{
-            "federation.num_rounds": args.default_rounds,
-            "secagg.enabled": mode == "on",
-            "out_dir": str(workdir / f"default-{i}-{mode}"),
-        })
-        print(f"default simulation {i + 1}/{len(order)}: secagg {mode}, {args.default_rounds} rounds", flush=True)
-        result = run(cfg, data_dir=data_dir)
-        durations = [r["duration_s"] for r in result.metrics["rounds"] if r["round"] >= 1]
-        rounds[mode].extend(durations[1:])  # round 1 also builds clients and calibrates noise
-        runs.append({"secagg": mode, "round_seconds": durations, "total_seconds": result.seconds,
-                     "final_auc": result.metrics["final"]["global"].get("auc")})
-        print(f"  round seconds {durations}", flush=True)
-    on, off = _bench.median(rounds["on"]), _bench.median(rounds["off"])
-    overhead = on / off - 1
-    print(f"RATIO secagg_overhead default simulation: secagg on/off round time {on / off:.2f}x "
+    for pair in range(args.default_pairs):
+        order = ["on", "off"] if pair % 2 == 0 else ["off", "on"]
+        print(f"default simulation pair {pair + 1}/{args.default_pairs}: secagg on and off side by side, "
+              f"{args.default_rounds} rounds", flush=True)
+        procs, files = {}, {}
+        for mode in order:
+            files[mode] = workdir / f"default-{pair}-{mode}.json"
+            procs[mode] = subprocess.Popen(
+                [sys.executable, __file__, "--default-child", mode, "--default-rounds", str(args.default_rounds),
+                 "--out", str(files[mode])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                cwd=str(workdir), env={**os.environ, "PYTHONPATH": str(_bench.REPO)})
+            time.sleep(2)
+        for mode, proc in procs.items():
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"default simulation (secagg {mode}) failed:\n{err[-3000:]}")
+        got = {mode: json.loads(files[mode].read_text()) for mode in procs}
+        on, off = got["on"]["round_seconds"][1:], got["off"]["round_seconds"][1:]  # round 1 builds clients, calibrates
+        ratios.extend(a / b for a, b in zip(on, off))
+        rounds["on"].extend(on)
+        rounds["off"].extend(off)
+        pairs.append({"start_order": order, "on": got["on"], "off": got["off"]})
+        print(f"  on  {got['on']['round_seconds']}\n  off {got['off']['round_seconds']}", flush=True)
+    ratio = _bench.median(ratios)
+    overhead = ratio - 1
+    print(f"RATIO secagg_overhead default simulation: secagg on/off round time {ratio:.2f}x "
           f"(overhead {100 * overhead:+.0f} %, target <= {100 * TARGET_DEFAULT_OVERHEAD:.0f} %: "
           f"{'met' if overhead <= TARGET_DEFAULT_OVERHEAD else 'MISSED'})", flush=True)
     return {"config": "medfed simulate defaults (pneumoniamnist, 4 sites, dirichlet 1.0, sample-dp eps 8 ghost, "
-                      "2 local epochs, batch 128, seed 0)", "rounds": args.default_rounds, "order": order, "runs": runs,
-            "median_round_seconds": {"on": on, "off": off}, "ratio_on_over_off": on / off, "overhead": overhead,
-            "target_met": overhead <= TARGET_DEFAULT_OVERHEAD}
+                      "2 local epochs, batch 128, seed 0)",
+            "method": "on and off federations run concurrently (same load), pairs repeated with start order swapped; "
+                      "ratio = median over rounds 2.. of on/off for the same round",
+            "rounds": args.default_rounds, "pairs": pairs, "per_round_ratios": ratios,
+            "median_round_seconds": {"on": _bench.median(rounds["on"]), "off": _bench.median(rounds["off"])},
+            "ratio_on_over_off": ratio, "overhead": overhead, "target_met": overhead <= TARGET_DEFAULT_OVERHEAD}
 
 
 def _mb(x) -> float:
@@ -383,10 +414,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="0.1M,1M,5M", help=f"comma-separated, from {', '.join(SIZES)}")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per grid cell and mode")
     ap.add_argument("--no-bytes", action="store_true", help="skip the (untimed) byte-measurement rounds")
-    ap.add_argument("--default-rounds", type=int, default=3)
-    ap.add_argument("--default-pairs", type=int, default=2, help="on/off pairs of default simulations (ABBA order)")
+    ap.add_argument("--default-rounds", type=int, default=4)
+    ap.add_argument("--default-pairs", type=int, default=2, help="side-by-side on/off pairs of default simulations")
+    ap.add_argument("--default-child", choices=("on", "off"), help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.default_child:
+        with tempfile.TemporaryDirectory(prefix="medfed-secagg-default-") as tmp:
+            return _default_child(args.default_child, args.default_rounds, Path(tmp) / "run", args.out)
     if args.quick:
         args.hospitals, args.sizes, args.reps = "4,8", "0.1M", 1
         if args.part == "all":
