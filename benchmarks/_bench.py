@@ -153,8 +153,8 @@ def _psutil():
     except ImportError:
         pass
     try:
-        import ray  # noqa: F401  (puts ray/thirdparty_files on sys.path)
         import psutil  # type: ignore
+        import ray  # noqa: F401  (puts ray/thirdparty_files on sys.path)
 
         return psutil
     except ImportError:

@@ -30,7 +30,7 @@ def _f(x, digits: int = 2) -> str:
 def dp_table(d: dict) -> str:
     rows = []
     for r in d["results"]:
-        lp, rd = r["loop_samples_per_s_median"], r["round_samples_per_s_median"]
+        lp = r["loop_samples_per_s_median"]
         ls, rs = r["loop_slowdown_vs_non_private"], r["round_slowdown_vs_non_private"]
         rows.append([f"{r['model'].upper()} / {r['dataset']}", f"{r['parameters']:,}", r["train_examples"],
                      f"{lp['non-private']:.0f}", f"{lp['hooks']:.0f}", f"{lp['ghost']:.0f}",

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from flwr.client import NumPyClient
 
+from client.fault_injection import pause_after_training
 from client.ledger import PrivacyLedger
 from client.private_trainer import NonPrivateTrainer, PrivateTrainer
 from client.site import SiteSettings, load_site_data
@@ -22,6 +23,7 @@ from common.config import RunConfig
 from common.device import pick_device
 from common.errors import PrivacyBudgetExceededError
 from common.models import build_model, default_model_for, get_weights, set_weights
+from common.updates import SERVER_ROUND_KEY
 
 log = logging.getLogger("medfed.client")
 
@@ -62,6 +64,8 @@ class MedfedClient(NumPyClient):
             metrics["delta"] = float(result.delta)
             metrics["noise_multiplier"] = float(result.noise_multiplier)
             metrics["epsilon_budget"] = float(self.settings.privacy.epsilon)
+        server_round = config.get(SERVER_ROUND_KEY)
+        pause_after_training(self.settings.state_dir, int(server_round) if server_round is not None else None)
         return get_weights(self.model), int(result.num_examples), metrics
 
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict]:

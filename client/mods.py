@@ -24,9 +24,8 @@ from flwr.compat.common import recorddict_compat as compat
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from common.errors import SecurityError
-from common.updates import encode_update
+from common.updates import UPDATE_BOUND_KEY, encode_update
 
-UPDATE_BOUND_KEY = "medfed-update-bound"
 REQUIRE_SECAGG_KEY = "require-secagg"
 
 

@@ -16,7 +16,6 @@ from client.site_config import SiteConfig
 from common.errors import ConfigError, DataError
 from common.supervise import pid_alive
 
-
 # --------------------------------------------------------------------------- data
 
 

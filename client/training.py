@@ -23,8 +23,8 @@ import torch
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from common.evaluation import evaluate_model, predict_logits
 from common.errors import ModelMismatchError
+from common.evaluation import evaluate_model, predict_logits
 from common.models import unwrap_model
 
 Progress = Callable[[int, float], None]  # (epoch number from 1, mean loss of that epoch)

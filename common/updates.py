@@ -19,6 +19,10 @@ import numpy as np
 
 from common.errors import ModelMismatchError
 
+# Keys the server adds to every fit instruction's config (the wire names both sides share).
+UPDATE_BOUND_KEY = "medfed-update-bound"  # L-infinity bound of the update a site may send
+SERVER_ROUND_KEY = "medfed-server-round"  # the round being trained, for the sites' logs and ledgers
+
 NDArrays = list[np.ndarray]
 
 

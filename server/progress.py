@@ -22,6 +22,8 @@ from server.submit import FINISHED_MARKER
 
 FILE_POLL_S = 2.0
 STATUS_POLL_S = 30.0
+LOST_RETRY_S = 5.0  # after a failed status call, ask again this soon ...
+LOST_AFTER_S = 30.0  # ... and give up following after this long without an answer
 OUTPUT_FILES = ("report.html", "metrics.json", "metrics.csv", "privacy.json", "global_model.pt", "events.log")
 
 
@@ -80,15 +82,24 @@ def round_line(record: dict, privacy: dict | None, num_rounds: int) -> list[str]
 
 class RunFollower:
     def __init__(
-        self, *, run_id: int, out_dir: Path, env: dict[str, str], num_rounds: int, echo: Callable[[str], None]
+        self,
+        *,
+        run_id: int,
+        out_dir: Path,
+        env: dict[str, str],
+        num_rounds: int,
+        echo: Callable[[str], None],
+        run_name: str = "<name>",
     ) -> None:
         self.run_id = run_id
+        self.run_name = run_name
         self.out_dir = out_dir
         self.env = env
         self.num_rounds = num_rounds
         self.echo = echo
         self.printed: set[int] = set()
         self.last_status = ""
+        self.last_error = ""
 
     def poll_files(self) -> list[dict]:
         metrics = _read_json(self.out_dir / "metrics.json")
@@ -104,9 +115,14 @@ class RunFollower:
                     self.echo(line)
         return rounds
 
-    def status(self) -> dict:
+    def status(self) -> dict | None:
+        """The run's record from the SuperLink; {} while it is not listed yet, None when the
+        SuperLink did not answer."""
         res = flwr_json(["ls", CONNECTION, "--run-id", str(self.run_id)], env=self.env, timeout=90)
-        runs = res.get("runs") if res.ok else None
+        if not res.ok:
+            self.last_error = str(res.error)
+            return None
+        runs = res.get("runs")
         if not runs:
             return {}
         record = runs[0]
@@ -119,11 +135,19 @@ class RunFollower:
     def follow(self, timeout: float | None = None) -> RunOutcome:
         start = time.monotonic()
         next_status = 0.0
+        lost_since: float | None = None
         while True:
             rounds = self.poll_files()
             now = time.monotonic()
             if now >= next_status:
                 record = self.status()
+                if record is None:
+                    lost_since = lost_since if lost_since is not None else now
+                    if now - lost_since >= LOST_AFTER_S:
+                        raise self._lost(now - lost_since)
+                    next_status = now + LOST_RETRY_S
+                    continue
+                lost_since = None
                 status = str(record.get("status", ""))
                 if status.startswith("finished"):
                     rounds = self.poll_files()
@@ -139,6 +163,16 @@ class RunFollower:
                     "check that enough hospitals are connected (`flwr supernode list`), or allow more time.",
                 )
             time.sleep(FILE_POLL_S)
+
+    def _lost(self, seconds: float) -> FederationError:
+        done = max((r for r in self.printed if r > 0), default=0)
+        return FederationError(
+            f"Lost contact with the SuperLink: it has not answered for {seconds:.0f} s ({self.last_error}). "
+            f"If the server stopped, run {self.run_id} is interrupted; rounds up to {done} are recorded in "
+            f"{self.out_dir} (checkpoint included).",
+            "restart the server (`medfed server start`, or `systemctl restart medfed-server`) and submit again "
+            f"with the same --name {self.run_name}: the run resumes from its last completed round.",
+        )
 
 
 def describe_outputs(out_dir: Path) -> list[str]:

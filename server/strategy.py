@@ -35,9 +35,7 @@ from flwr.server.strategy import (
 
 from common.config import RunConfig
 from common.errors import ModelMismatchError
-from common.updates import check_arrays, decode_update, nbytes
-
-UPDATE_BOUND_KEY = "medfed-update-bound"  # mirrors client.mods.UPDATE_BOUND_KEY (common wire name)
+from common.updates import SERVER_ROUND_KEY, UPDATE_BOUND_KEY, check_arrays, decode_update, nbytes
 
 
 class RoundObserver(Protocol):
@@ -89,6 +87,7 @@ class UpdateDecodingStrategy(Strategy):
         instructions = self.inner.configure_fit(server_round, parameters, client_manager)
         for _, ins in instructions:
             ins.config[UPDATE_BOUND_KEY] = float(self.update_bound)
+            ins.config[SERVER_ROUND_KEY] = int(server_round)
         return instructions
 
     # -- aggregation ---------------------------------------------------------------------

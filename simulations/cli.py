@@ -59,7 +59,7 @@ def simulate(
     no_secagg: Annotated[bool, typer.Option("--no-secagg", help="Turn secure aggregation OFF (reported as such).")] = False,
     model: Annotated[Optional[str], typer.Option(help="auto, cnn, gru, lstm or mlp.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Local batch size.")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Local learning rate.")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Local learning rate (default 0.5 with DP-SGD, tuned for clipped gradients; 0.05 with --no-dp).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for partitions and initial weights.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: a new folder under runs/).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the built-in datasets (or MEDFED_DATA_DIR).")] = None,

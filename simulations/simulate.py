@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.config import RunConfig
+from common.config import NON_PRIVATE_LEARNING_RATE, RunConfig
 from common.datasets.federated import BUILTIN_DATASETS
-from common.errors import ConfigError
 from common.datasets.selection import load_run_dataset
+from common.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -36,8 +36,13 @@ def default_partition(dataset: str, data_path: str) -> str:
 
 
 def build_config(base: RunConfig | None = None, **changes: Any) -> RunConfig:
-    """A validated RunConfig from defaults plus command-line changes (None = keep default)."""
+    """A validated RunConfig from defaults plus command-line changes (None = keep default).
+
+    A non-private run (`privacy.mode` "none") that leaves the learning rate unset gets
+    NON_PRIVATE_LEARNING_RATE: the default is tuned for clipped DP-SGD gradients."""
     cfg = base or RunConfig()
+    if changes.get("privacy.mode") == "none" and changes.get("training.learning_rate") is None:
+        changes = {**changes, "training.learning_rate": NON_PRIVATE_LEARNING_RATE}
     sections: dict[str, dict[str, Any]] = {"data": {}, "training": {}, "privacy": {}, "secagg": {}, "federation": {}}
     top: dict[str, Any] = {}
     for key, value in changes.items():

@@ -1,6 +1,8 @@
 import os
 from pathlib import Path
+
 import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 os.environ.setdefault("MEDFED_DATA_DIR", str(DEFAULT_DATA))

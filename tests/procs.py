@@ -214,6 +214,19 @@ class ManagedProcess:
             _LIVE.discard(self)
             return self.popen.returncode
 
+    def kill(self) -> int | None:
+        """Crash the process: SIGKILL its group and every descendant at once, no clean-up
+        (what a power cut or the OOM killer does). Returns the exit code (-9)."""
+        self.remember_descendants()
+        self._signal_group(signal.SIGKILL)
+        for d in self._known_descendants:
+            _kill_if_same(*d, signal.SIGKILL)
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        return self.stop(grace=2.0)
+
     def _signal_group(self, sig: int) -> None:
         try:
             os.killpg(self.pgid, sig)
@@ -247,6 +260,17 @@ def _stop_leftovers() -> None:
     """Last resort: never leave a process behind when the interpreter exits."""
     for proc in list(_LIVE):
         proc.stop(grace=1.0)
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    """A SIGTERM to the test run (a CI timeout, a `kill`) would end Python without running
+    fixture teardowns or atexit hooks, leaving every server of the run behind. Treated as
+    Ctrl-C instead, pytest stops, tears the fixtures down, and `_stop_leftovers` runs."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 class ProcessGroup:

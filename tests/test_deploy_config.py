@@ -22,7 +22,7 @@ from client.cli import client_cli
 from client.site_config import load_site_config
 from client.status import connection_from_log
 from common import pki
-from common.errors import ConfigError, DataError, SecurityError
+from common.errors import ConfigError, DataError, FederationError, SecurityError
 from server import deployment
 from server.cli import server_app_cli
 from server.deploy_config import load_server_settings
@@ -220,6 +220,32 @@ def test_round_line_shows_metrics_epsilon_and_events() -> None:
     assert lines[0].startswith("round 2/3: AUC 0.812  accuracy 0.700")
     assert "3 replied, 2 trained" in lines[0] and "a 3.50/5.0" in lines[0] and "c budget exhausted" in lines[0]
     assert lines[1] == "  event: site c refused to train: budget"
+
+
+def test_follower_gives_up_with_a_resume_hint_when_the_superlink_is_gone(tmp_path: Path, monkeypatch) -> None:
+    """A server that dies mid-run must not leave the operator's terminal waiting in silence."""
+    from server import progress
+    from server.flwr_cli import FlwrResult
+
+    calls: list[int] = []
+    monkeypatch.setattr(progress, "FILE_POLL_S", 0.01)
+    monkeypatch.setattr(progress, "LOST_RETRY_S", 0.05)
+    monkeypatch.setattr(progress, "LOST_AFTER_S", 0.3)
+
+    def refused(*args, **kwargs):
+        calls.append(1)
+        return FlwrResult(success=False, **{"error-message": "connection refused"})
+
+    monkeypatch.setattr(progress, "flwr_json", refused)
+    (tmp_path / "metrics.json").write_text(json.dumps({"rounds": [{"round": 0}, {"round": 1}]}))
+    follower = progress.RunFollower(run_id=7, out_dir=tmp_path, env={}, num_rounds=3, echo=lambda line: None,
+                                    run_name="heart-x")
+    with pytest.raises(FederationError) as err:
+        follower.follow()
+    assert "Lost contact with the SuperLink" in err.value.problem and "connection refused" in err.value.problem
+    assert "rounds up to 1 are recorded" in err.value.problem
+    assert "--name heart-x" in err.value.fix and "resumes" in err.value.fix
+    assert 3 <= len(calls) <= 12  # retried for LOST_AFTER_S, not forever, not once
 
 
 # --------------------------------------------------------------------------- site.toml

@@ -6,6 +6,11 @@ One module-scoped federation serves every test (starting it costs ~20-60 s). Eve
 started through tests/procs.py: own process group, a hard lifetime, stopped by PID (escaped
 SuperExec/ServerApp descendants included) even when a test fails; the fixture's teardown
 checks that nothing survived.
+
+The tests run in file order against the same federation: who may join; a private, secure run
+and what it leaves; then the faults, injected by killing real OS processes (SIGKILL): hospitals
+dying in the middle of SecAgg+ rounds and rejoining, and the whole server dying mid-run and
+the run resuming after a restart.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from client.fault_injection import PAUSE_ROUNDS_ENV, PAUSE_SECONDS_ENV, marker_path
 from client.ledger import PrivacyLedger
 from common import pki
 from tests.procs import (
@@ -69,9 +76,33 @@ class Federation:
     def medfed(self, *args: str, timeout: float):
         return run_command([*MEDFED, *args], env=self.env, cwd=self.root, timeout=timeout)
 
-    def start_daemon(self, name: str, site_toml: Path, *extra: str) -> ManagedProcess:
+    def start_daemon(self, name: str, site_toml: Path, *extra: str, env: dict[str, str] | None = None) -> ManagedProcess:
         argv = [*MEDFED, "client", "start", "--site-config", str(site_toml), *extra]
-        return self.group.start(argv, name=name, env=self.env, cwd=self.root, lifetime=LIFETIME_S)
+        return self.group.start(argv, name=name, env={**self.env, **(env or {})}, cwd=self.root, lifetime=LIFETIME_S)
+
+    def restart_sites(self, envs: dict[str, dict[str, str] | None], label: str) -> None:
+        """Start these sites' daemons again (the previous ones must be gone), all at once, and wait
+        until each is connected. A SuperNode killed without deactivating keeps its node id "online"
+        for two missed 30 s heartbeats; until then the SuperLink refuses the restarted one and the
+        daemon retries with backoff, so this can take a minute."""
+        for site, env in envs.items():
+            self.daemons[site] = self.start_daemon(f"{site}-{label}", self.root / f"{site}.toml", env=env)
+        for site in envs:
+            wait_for_log(self.daemons[site].log_path, CONNECTED, timeout=300, proc=self.daemons[site])
+
+    def start_server(self, label: str) -> ManagedProcess:
+        proc = self.group.start([*MEDFED, "server", "start", "--config", str(self.server_toml)],
+                                name=label, env=self.env, cwd=self.root, lifetime=LIFETIME_S, stop_last=True)
+        self.server = proc
+        wait_for_log(proc.log_path, r"server ready on", timeout=240, proc=proc)
+        return proc
+
+    def submit_run(self, name: str, label: str, *run_config: str) -> ManagedProcess:
+        """`medfed server run` in the background (the operator's terminal), following the run."""
+        argv = [*MEDFED, "server", "run", "--config", str(self.server_toml), "--name", name, "--timeout", "900"]
+        if run_config:
+            argv += ["--run-config", " ".join(run_config)]
+        return self.group.start(argv, name=label, env=self.env, cwd=self.root, lifetime=1000)
 
     def registered_ids(self) -> set[str]:
         nodes = json.loads((self.server_state / "nodes.json").read_text())["nodes"]
@@ -314,25 +345,190 @@ def test_spent_budget_makes_sites_refuse_a_second_run(federation: Federation, fi
         assert after["status"] == "exhausted"
 
 
-# --------------------------------------------------------------------------- the server goes away
+# --------------------------------------------------------------------------- hospitals die mid-round
+
+FAULT_RUN = "heart-faults"
+# site -> the rounds at which its ClientApp stops after training (spend recorded, update not sent)
+# so that the test can SIGKILL the hospital's whole process tree there.
+#   round 1: hungary dies -> 2 survivors >= SecAgg+ threshold 2: the round completes with them;
+#   round 2: hungary and va die -> 1 survivor < 2: no aggregate, recorded; round 3 runs with all.
+PAUSE_AT = {"hungary": (1, 2), "va": (2,)}
 
 
-def test_hospitals_reconnect_after_a_server_restart(federation: Federation) -> None:
-    """Stop the server for longer than the sites' max-wait-time: every daemon restarts its
-    SuperNode with backoff and is back online once the server (same database) is restarted."""
+def _armed(site: str) -> dict[str, str]:
+    return {PAUSE_ROUNDS_ENV: ",".join(map(str, PAUSE_AT[site])), PAUSE_SECONDS_ENV: "300"}
+
+
+def wait_for_file(path: Path, *, timeout: float, procs: list[ManagedProcess]) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        for proc in procs:
+            assert proc.is_running(), f"{proc.name} exited while waiting for {path}:\n{proc.tail(60)}"
+        assert time.monotonic() < end, f"{path} did not appear within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+@dataclass
+class FaultedRun:
+    runner: ManagedProcess
+    rc: int
+    at_pause: dict[tuple[str, int], dict]  # the site's ledger entry while its update was held back
+    after_kill: dict[tuple[str, int], dict]  # ... and right after its processes were SIGKILLed
+    ledgers: dict[str, dict]  # every site's entry when the run finished
+
+
+@pytest.fixture(scope="module")
+def faulted_run(federation: Federation) -> FaultedRun:
+    for site in PAUSE_AT:  # replace the two daemons with armed ones
+        assert federation.daemons[site].stop(grace=30) == 0
+    federation.restart_sites({site: _armed(site) for site in PAUSE_AT}, "armed")
+    # min-sites 2: the operator tolerates one hospital missing. A killed SuperNode's node id stays
+    # "online" until two missed 30 s heartbeats, so a round waits ~60 s for the dead site's reply;
+    # the round timeout (60 s) bounds that wait too.
+    runner = federation.submit_run(FAULT_RUN, "run-faults", "num-rounds=3", "min-sites=2", "round-timeout=60.0")
+    at_pause, after_kill = {}, {}
+    for rnd in (1, 2):
+        victims = [site for site, rounds in PAUSE_AT.items() if rnd in rounds]
+        paused_pid = {}
+        for site in victims:
+            marker = marker_path(federation.site_state(site), rnd)
+            wait_for_file(marker, timeout=600, procs=[runner, federation.daemons[site]])
+            paused_pid[site] = int(marker.read_text())
+            at_pause[site, rnd] = federation.ledger(site)[FAULT_RUN]
+        for site in victims:
+            tree = {pid for pid, _ in _descendants(federation.daemons[site].pid)}
+            assert paused_pid[site] in tree, "the paused ClientApp must belong to the daemon being killed"
+            federation.daemons[site].kill()  # daemon, SuperNode, ClientApp: SIGKILL, no clean-up
+            assert _proc_stat(paused_pid[site]) is None, "the paused ClientApp survived SIGKILL"
+            after_kill[site, rnd] = federation.ledger(site)[FAULT_RUN]
+        # The hospital's IT restarts the service; it must rejoin on its own (armed again only if
+        # the test still needs it to stop at a later round).
+        federation.restart_sites(
+            {site: _armed(site) if max(PAUSE_AT[site]) > rnd else None for site in victims}, f"restarted-r{rnd}"
+        )
+    rc = runner.wait(timeout=900)
+    ledgers = {site: federation.ledger(site)[FAULT_RUN] for site in SITES}
+    return FaultedRun(runner, rc, at_pause, after_kill, ledgers)
+
+
+def _fault_records(federation: Federation) -> tuple[dict[int, dict], dict]:
+    out = federation.server_state / "runs" / FAULT_RUN
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {r["round"]: r for r in metrics["rounds"]}, json.loads((out / "privacy.json").read_text())
+
+
+def _trained(record: dict) -> set[str]:
+    return {s for s, m in record.get("sites", {}).items() if "train_loss" in m}
+
+
+def test_killed_hospital_above_threshold_round_completes_with_survivors(federation: Federation, faulted_run) -> None:
+    assert faulted_run.rc == 0, faulted_run.runner.tail(80) + federation.group.logs()
+    rounds, _ = _fault_records(federation)
+    assert sorted(rounds) == [0, 1, 2, 3]
+    assert _trained(rounds[1]) == {"cleveland", "va"}, rounds[1]
+    assert rounds[1]["fit"]["sites"] == 2, "round 1 must aggregate exactly the two survivors"
+    assert rounds[1]["global"], "round 1 produced a new global model that was evaluated"
+
+
+def test_killed_hospitals_below_threshold_round_recorded_and_next_round_runs(federation: Federation,
+                                                                             faulted_run) -> None:
+    assert faulted_run.rc == 0, faulted_run.runner.tail(80)
+    rounds, _ = _fault_records(federation)
+    assert "fit" not in rounds[2], f"round 2 had 1 survivor below the threshold of 2: {rounds[2]}"
+    assert any("no aggregate" in e for e in rounds[2]["events"]), rounds[2]["events"]
+    assert rounds[3]["fit"]["sites"] >= 2 and rounds[3]["global"], "round 3 proceeds and aggregates"
+    output = faulted_run.runner.log_text()
+    assert "round 2/3" in output and "no aggregate" in output and "finished:completed" in output
+
+
+def test_killed_daemon_rejoins_on_restart(federation: Federation, faulted_run) -> None:
+    """hungary, killed in round 1, was back and training in round 2 (where it stopped again at the
+    fault point); every killed site is back in the federation (training or evaluating) by round 3."""
+    rounds, _ = _fault_records(federation)
+    assert ("hungary", 2) in faulted_run.at_pause
+    assert faulted_run.at_pause["hungary", 2]["rounds"] == 2
+    assert set(rounds[3]["sites"]) == set(SITES), rounds[3]["sites"]
+    assert "hungary" in _trained(rounds[3]), "a site restarted before the round began trains in it"
+
+
+def test_killed_daemon_never_under_counts_its_privacy_spend(federation: Federation, faulted_run) -> None:
+    """The spend of a round is in the ledger before the update could leave: killing the hospital
+    between training and sending loses the update, never the accounting."""
+    rounds, privacy = _fault_records(federation)
+    for (site, rnd), entry in faulted_run.at_pause.items():
+        assert entry["spent"] > 0, (site, rnd, entry)
+        assert faulted_run.after_kill[site, rnd] == entry, f"{site}'s ledger changed when it was killed"
+    assert faulted_run.at_pause["hungary", 2]["spent"] > faulted_run.at_pause["hungary", 1]["spent"]
+    for site, budget in SITES.items():
+        # Every site trained in rounds 1 and 2 (killed after training, or sent an update that
+        # round 2's halted SecAgg+ never unmasked); round 3 counts if it took part.
+        trained_rounds = 2 + (site in _trained(rounds[3]))
+        killed = {r for s, r in faulted_run.at_pause if s == site}
+        sent = {r for r in (1, 3) if site in _trained(rounds[r])}
+        final = faulted_run.ledgers[site]
+        assert final["rounds"] == trained_rounds, f"{site}: every trained round is charged, sent or not: {final}"
+        assert final["spent"] <= budget + 1e-6
+        reported = privacy["sites"][site]["epsilon"]
+        # What the server reports never exceeds what the site's ledger holds; once a site sends
+        # again after being killed, the epsilon it reports includes the rounds the server never saw.
+        assert max(reported.values()) <= final["spent"] + 1e-9
+        if sent and max(sent) > max(killed, default=0):
+            assert reported[str(max(sent))] == pytest.approx(final["spent"])
+
+
+# --------------------------------------------------------------------------- the server dies mid-run
+
+RESUME_RUN = "heart-resume"
+
+
+def test_server_killed_mid_run_resumes_from_last_completed_round(federation: Federation) -> None:
+    """SIGKILL the whole server (SuperLink, SuperExec, ServerApp) after round 1 of 2 is
+    checkpointed: the operator is told, the hospitals keep trying and reconnect to the restarted
+    server by themselves, and the same `medfed server run --name` resumes the run."""
+    out = federation.server_state / "runs" / RESUME_RUN
+    first = federation.submit_run(RESUME_RUN, "run-resume-1", "num-rounds=2")
+    checkpoint = out / "checkpoint.json"
+    end = time.monotonic() + 600
+    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["round"] >= 1):
+        assert first.is_running() and time.monotonic() < end, first.tail(60)
+        time.sleep(0.2)
     old = federation.server
-    tree = _descendants(old.pid)  # medfed -> SuperLink -> SuperExec (own session)
-    assert old.stop(grace=60) == 0, old.tail()  # SIGTERM is a clean stop
+    tree = _descendants(old.pid)
+    federation.server.kill()  # no clean-up, no final outputs
     assert not [pid for pid, start in tree if (_proc_stat(pid) or (0, 0, -1))[2] == start]
-    for proc in federation.daemons.values():
+    killed_at = json.loads(checkpoint.read_text())["round"]
+    before = {site: federation.ledger(site)[RESUME_RUN] for site in SITES}
+    assert not (out / "report.html").exists() and killed_at == 1
+
+    # The operator's terminal is told, within a bounded time, what happened and what to do.
+    assert first.wait(timeout=240) != 0
+    told = first.log_text()
+    assert "Lost contact with the SuperLink" in told and f"--name {RESUME_RUN}" in told, told[-3000:]
+    for proc in federation.daemons.values():  # the hospitals notice and keep trying, with backoff
         wait_for_log(proc.log_path, r"server is unreachable .*Reconnect attempt \d+ in", timeout=240, proc=proc)
 
-    new = federation.group.start([*MEDFED, "server", "start", "--config", str(federation.server_toml)],
-                                 name="server-restarted", env=federation.env, cwd=federation.root,
-                                 lifetime=LIFETIME_S, stop_last=True)
-    federation.server = new
-    wait_for_log(new.log_path, r"server ready on", timeout=240, proc=new)
+    new = federation.start_server("server-after-crash")  # same database and state folder
     assert new.log_text().count("already registered") == len(SITES)
-    for proc in federation.daemons.values():
-        wait_for_log(proc.log_path, rf"(?s){CONNECTED}.*{CONNECTED}", timeout=240, proc=proc)
-    assert _online(federation) == federation.registered_ids()
+    end = time.monotonic() + 300
+    while _online(federation) != federation.registered_ids():
+        assert time.monotonic() < end, federation.group.logs()
+        time.sleep(2)
+    second = federation.submit_run(RESUME_RUN, "run-resume-2", "num-rounds=2")
+    assert second.wait(timeout=900) == 0, second.tail(80) + federation.group.logs()
+    assert f"resuming the interrupted run in {out}" in second.log_text()
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [0, 1, 2], "every round exactly once"
+    resumed = metrics["rounds"][killed_at + 1]
+    assert any("resuming from round" in e for e in resumed["events"]), resumed["events"]
+    # A site already charged for round 2 when the server died is charged again for the resumed
+    # round 2 (the first attempt may have been released) and may then refuse it as over budget;
+    # every other site trains in it.
+    not_yet_charged = {site for site in SITES if before[site]["rounds"] == killed_at}
+    assert not_yet_charged <= _trained(resumed) and resumed["fit"]["sites"] >= 2, resumed
+    assert (out / "report.html").exists() and (out / "global_model.pt").exists()
+    for site, budget in SITES.items():
+        after = federation.ledger(site)[RESUME_RUN]
+        assert before[site]["spent"] <= after["spent"] <= budget + 1e-6, (site, before[site], after)
+        if site in not_yet_charged:
+            assert after["rounds"] == before[site]["rounds"] + 1 and after["spent"] > before[site]["spent"]

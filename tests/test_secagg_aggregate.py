@@ -13,9 +13,9 @@ import pytest
 from flwr.app import Context
 from flwr.client import Client, NumPyClient
 from flwr.clientapp import ClientApp
+from flwr.common import ndarrays_to_parameters
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.strategy import FedAvg
-from flwr.common import ndarrays_to_parameters
 from flwr.simulation import run_simulation
 
 from client.mods import CLIENT_MODS
