@@ -3,6 +3,12 @@
 `app` reads the run configuration from Flower (`flwr run .`, deployment). `make_client_app`
 binds a configuration in advance, for `medfed simulate` (Flower's `run_simulation` takes no
 run config).
+
+Flower (deployment) starts a fresh `flwr-clientapp` process for every message, and SecAgg+
+sends five per round (setup, share keys, masked vectors, unmask, then evaluate). Only two of them
+train or evaluate; the other three are handled by `secaggplus_mod` alone. So torch, Opacus and
+the training code are imported inside `client_fn`, not at module level: loading this module costs
+~0.5 s instead of ~5 s, on each of those three messages at every site.
 """
 
 from __future__ import annotations
@@ -13,15 +19,16 @@ from flwr.app import Context
 from flwr.client import Client
 from flwr.clientapp import ClientApp
 
-from client.flower_client import MedfedClient
 from client.mods import CLIENT_MODS
-from client.site import site_settings
 from common.config import RunConfig
 from common.runs import run_name
 
 
 def _client_fn(run_config: Mapping[str, Any] | None) -> Callable[[Context], Client]:
     def client_fn(context: Context) -> Client:
+        from client.flower_client import MedfedClient  # heavy (torch, Opacus): see the module docstring
+        from client.site import site_settings
+
         cfg = RunConfig.from_flower(run_config if run_config is not None else context.run_config)
         settings = site_settings(cfg, context.node_config, context.run_id)
         return MedfedClient(cfg, settings, scope=run_name(cfg, context.run_id)).to_client()

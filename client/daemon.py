@@ -11,6 +11,9 @@ not as a failed round on the server. Then the SuperNode runs under supervision:
     connection gives up after `max-wait-time` but, in Flower 1.41, does not exit (its Runtime
     API thread keeps the process alive): the daemon notices the "Giving up reconnection" line,
     stops it after a short grace and restarts it the same way;
+  * a node the server refuses because it still counts this node's previous session as online
+    (after a crash or kill, until two 30 s heartbeats are missed) is retried every ~5 s, so the
+    hospital is back the moment the server lets it in;
   * an exit that a restart cannot fix ends the daemon with a documented exit code: the TLS
     certificate does not verify (7), a local port is taken (2), the server refuses to activate
     a key that was never activated from this state folder, i.e. is not registered (7);
@@ -43,6 +46,7 @@ MIN_BACKOFF_S = 2.0
 MAX_BACKOFF_S = 60.0
 GAVE_UP_GRACE_S = 10.0  # a SuperNode that gave up should exit within this; else it hangs
 REFUSED_LIMIT_S = 600.0  # refusals of a known key for this long: it was revoked
+KNOWN_NODE_RETRY_S = 5.0  # retry pace while the server still counts our previous session as online
 CONNECTED_RE = re.compile(r"SuperNode ID: (\d+)")
 GAVE_UP = "Giving up reconnection"
 ALIVE_MARKS = ("Connection successful after", "SuperNode ID:", "Receiving:")
@@ -143,6 +147,11 @@ def backoff_delay(failures: int) -> float:
     return min(MAX_BACKOFF_S, max(MIN_BACKOFF_S, base * random.uniform(0.8, 1.2)))
 
 
+def known_node_retry_delay() -> float:
+    """While the server still counts this node's previous session as online: ~5 s, jittered."""
+    return KNOWN_NODE_RETRY_S * random.uniform(0.8, 1.2)
+
+
 class Supervisor:
     def __init__(self, config: SiteConfig, sink: LogSink, stop: StopFlag) -> None:
         self.config = config
@@ -203,9 +212,11 @@ class Supervisor:
             reason = classify_exit(code, child.tail(60), self.config)
             if hung and reason.fatal is None:
                 reason = ExitReason(f"the server is unreachable (connection lost; no answer for {self.config.max_wait_time:g} s)")
+            still_online = False
             if reason.refused and self.activated_before():
                 refused_since = refused_since or time.monotonic()
                 if time.monotonic() - refused_since < REFUSED_LIMIT_S:
+                    still_online = True
                     reason = ExitReason(
                         "the server refused to activate this node, which it knows: after a server restart it counts "
                         "the node as online for up to a minute; if this lasts, the key was unregistered"
@@ -216,7 +227,9 @@ class Supervisor:
                 self.sink.say(f"SuperNode exited with code {code}: {reason.text}; not restarting.")
                 raise reason.fatal
             failures = 1 if connected.is_set() else failures + 1
-            delay = backoff_delay(failures)
+            # The SuperLink lets the node back in the moment its old session's heartbeat expires:
+            # retry at a short, steady pace then, rather than backing off past that moment.
+            delay = known_node_retry_delay() if still_online else backoff_delay(failures)
             self.sink.say(f"SuperNode exited with code {code}: {reason.text}. "
                           f"Reconnect attempt {attempt + 1} in {delay:.1f} s.")
             self.stop.wait(delay)

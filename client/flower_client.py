@@ -65,7 +65,8 @@ class MedfedClient(NumPyClient):
             metrics["noise_multiplier"] = float(result.noise_multiplier)
             metrics["epsilon_budget"] = float(self.settings.privacy.epsilon)
         server_round = config.get(SERVER_ROUND_KEY)
-        pause_after_training(self.settings.state_dir, int(server_round) if server_round is not None else None)
+        pause_after_training(self.settings.state_dir, int(server_round) if server_round is not None else None,
+                             self.scope)
         return get_weights(self.model), int(result.num_examples), metrics
 
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict]:

@@ -150,8 +150,17 @@ class FederationConfig:
     strategy: str = "fedavg"
     server_learning_rate: float = 0.1
     min_sites: int = 2
+    # Before each round, wait (up to round-timeout) for this many hospitals to be connected,
+    # then start with those there, provided at least min-sites are. 0: wait for min-sites only.
+    # Lets an operator tolerate a missing hospital (min-sites) yet give one that is restarting
+    # the chance to rejoin before the next round starts without it.
+    wait_for_sites: int = 0
     round_timeout: float = 600.0
     central_eval: bool = True
+
+    @property
+    def sites_to_wait_for(self) -> int:
+        return max(self.min_sites, self.wait_for_sites)
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -163,6 +172,8 @@ class FederationConfig:
             out.append(f"server-learning-rate={self.server_learning_rate} must be a positive number.")
         if self.min_sites < 1:
             out.append(f"min-sites={self.min_sites} must be >= 1.")
+        if self.wait_for_sites < 0:
+            out.append(f"wait-for-sites={self.wait_for_sites} must be >= 0 (0: wait for min-sites only).")
         if not _finite(self.round_timeout) or self.round_timeout <= 0:
             out.append(f"round-timeout={self.round_timeout} must be a positive number of seconds.")
         return out
@@ -364,6 +375,7 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "num-rounds": ("federation", "num_rounds", int),
     "strategy": ("federation", "strategy", str),
     "server-learning-rate": ("federation", "server_learning_rate", float),
+    "wait-for-sites": ("federation", "wait_for_sites", int),
     "min-sites": ("federation", "min_sites", int),
     "round-timeout": ("federation", "round_timeout", float),
     "central-eval": ("federation", "central_eval", bool),

@@ -40,6 +40,7 @@ def run_federation(grid: Grid, context: Context, cfg: RunConfig) -> None:
         evaluate_workflow=evaluate_workflow(timeout),
         recorder=setup.recorder,
         min_sites=cfg.federation.min_sites,
+        wait_for_sites=cfg.federation.wait_for_sites,
         quorum_timeout=timeout,
         start_round=setup.start_round,
     )

@@ -111,14 +111,33 @@ class MedfedWorkflow:
         min_sites: int,
         quorum_timeout: float,
         start_round: int = 1,
+        wait_for_sites: int = 0,
     ) -> None:
         self.fit_workflow = fit_workflow
         self.evaluate_workflow = evaluate_workflow
         self.recorder = recorder
         self.min_sites = min_sites
+        self.wait_for_sites = max(min_sites, wait_for_sites)
         self.quorum_timeout = quorum_timeout
         self.start_round = start_round
         self.final_weights: list | None = None
+
+    def _wait_for_sites(self, ctx: LegacyContext, rnd: int) -> bool:
+        """Wait (bounded) for `wait_for_sites` connected hospitals; True if at least `min_sites` are."""
+        timeout = int(max(1, self.quorum_timeout))
+        if ctx.client_manager.wait_for(self.wait_for_sites, timeout=timeout):
+            return True
+        if self.wait_for_sites == self.min_sites:
+            return False
+        available = ctx.client_manager.num_available()
+        if available >= self.min_sites:
+            self.recorder.event(
+                rnd,
+                f"only {available} of the {self.wait_for_sites} sites waited for are connected after {timeout} s; "
+                "starting the round with them",
+            )
+            return True
+        return False
 
     def __call__(self, grid: Grid, context: Context) -> None:
         ctx = cast(LegacyContext, context)
@@ -141,7 +160,7 @@ class MedfedWorkflow:
             for rnd in range(self.start_round, ctx.config.num_rounds + 1):
                 cfg[Key.CURRENT_ROUND] = rnd
                 self.recorder.start_round(rnd)
-                if not ctx.client_manager.wait_for(self.min_sites, timeout=int(max(1, self.quorum_timeout))):
+                if not self._wait_for_sites(ctx, rnd):
                     self.recorder.quorum_not_reached(
                         rnd, available=ctx.client_manager.num_available(), needed=self.min_sites
                     )
