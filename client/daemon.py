@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from client.preflight import acquire_pid_file, release_pid_file, validate_data
 from client.site_config import SiteConfig
 from common import pki
+from common.atomic import atomic_write_json
 from common.errors import ConfigError, MedfedError, SecurityError
 from common.supervise import Child, LogSink, StopFlag, flower_bin, flower_env
 
@@ -171,9 +172,7 @@ class Supervisor:
 
     def record_activation(self, node_id: str) -> None:
         record = {"fingerprint": self.fingerprint, "node-id": node_id, "server": self.config.server}
-        tmp = self.identity_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        tmp.replace(self.identity_file)
+        atomic_write_json(self.identity_file, record)
 
     def run(self) -> int:
         attempt, failures = 0, 0

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from client.site_config import SiteConfig
+from common.atomic import atomic_write_text
 from common.errors import ConfigError, DataError
 from common.supervise import pid_alive
 
@@ -88,9 +89,7 @@ def acquire_pid_file(path: Path) -> None:
             f"A medfed client for this state-dir is already running (pid {pid}, {path}).",
             "stop it first (systemctl stop medfed-client, or kill that pid), or use another state-dir.",
         )
-    tmp = path.with_suffix(".pid.tmp")
-    tmp.write_text(f"{os.getpid()}\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, f"{os.getpid()}\n")
 
 
 def release_pid_file(path: Path) -> None:

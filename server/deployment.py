@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
 import socket
 import threading
@@ -25,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from common import pki
+from common.atomic import atomic_write_json
 from common.errors import ConfigError, FederationError, SecurityError
 from common.supervise import Child, LogSink, StopFlag, exit_status, flower_bin, flower_env
 from server.deploy_config import CONNECTION, ServerSettings
@@ -153,9 +153,7 @@ def _read_nodes_file(path: Path) -> dict[str, dict]:
 
 def _write_nodes_file(path: Path, record: dict[str, dict]) -> None:
     doc = {"updated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "nodes": record}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, doc)
 
 
 # --------------------------------------------------------------------------- serving

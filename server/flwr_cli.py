@@ -19,6 +19,7 @@ from typing import Any
 
 import tomli_w
 
+from common.atomic import atomic_write_text
 from common.supervise import flower_bin, strip_ansi
 
 
@@ -48,10 +49,7 @@ def write_connection(
         conn["root-certificates"] = str(Path(root_cert).resolve())
     superlink[name] = conn
     superlink["default"] = name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(config))
-    os.replace(tmp, path)
+    atomic_write_text(path, tomli_w.dumps(config))
     return path
 
 
