@@ -158,10 +158,6 @@ class FederationConfig:
     round_timeout: float = 600.0
     central_eval: bool = True
 
-    @property
-    def sites_to_wait_for(self) -> int:
-        return max(self.min_sites, self.wait_for_sites)
-
     def problems(self) -> list[str]:
         out: list[str] = []
         if self.num_rounds < 1:

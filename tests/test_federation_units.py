@@ -228,6 +228,9 @@ def test_wait_for_sites_defaults_to_min_sites() -> None:
     sites = _Sites(1)
     assert workflow._wait_for_sites(SimpleNamespace(client_manager=sites), 1) is False
     assert sites.waited_for == [(2, 5)]
-    assert RunConfig.from_flower({"wait-for-sites": 3, "min-sites": 2}).federation.sites_to_wait_for == 3
+    fed = RunConfig.from_flower({"wait-for-sites": 3, "min-sites": 2}).federation
+    configured = MedfedWorkflow(fit_workflow=None, evaluate_workflow=None, recorder=None, min_sites=fed.min_sites,
+                                wait_for_sites=fed.wait_for_sites, quorum_timeout=5.0)
+    assert configured.wait_for_sites == 3
     with pytest.raises(ConfigError, match="wait-for-sites"):
         RunConfig.from_flower({"wait-for-sites": -1})
