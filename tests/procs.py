@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -355,6 +355,26 @@ def _check_alive(proc: ManagedProcess | None, waiting_for: str) -> None:
             f"{proc.name} exited with code {proc.returncode} while waiting for {waiting_for}.\n"
             f"--- last lines of {proc.log_path}:\n{proc.tail()}"
         )
+
+
+def wait_until(
+    condition: Callable[[], object],
+    what: str,
+    *,
+    timeout: float,
+    procs: Sequence[ManagedProcess] = (),
+    interval: float = 0.2,
+) -> None:
+    """Poll `condition` until it is true. Raises RuntimeError (with its log tail) as soon as one
+    of `procs` exits, and TimeoutError (with their log tails) after `timeout` s."""
+    end = time.monotonic() + timeout
+    while not condition():
+        for proc in procs:
+            _check_alive(proc, what)
+        if time.monotonic() >= end:
+            tails = "\n".join(f"--- last lines of {p.log_path}:\n{p.tail()}" for p in procs)
+            raise TimeoutError(f"Still waiting for {what} after {timeout:.0f} s.\n{tails}")
+        time.sleep(interval)
 
 
 def wait_for_port(

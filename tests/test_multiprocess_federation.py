@@ -19,7 +19,6 @@ import json
 import os
 import re
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from tests.procs import (
     run_command,
     start_supernode,
     wait_for_log,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess, pytest.mark.timeout(1500)]
@@ -360,15 +360,6 @@ def _armed(site: str) -> dict[str, str]:
     return {PAUSE_ROUNDS_ENV: ",".join(map(str, PAUSE_AT[site])), PAUSE_RUN_ENV: FAULT_RUN, PAUSE_SECONDS_ENV: "300"}
 
 
-def wait_for_file(path: Path, *, timeout: float, procs: list[ManagedProcess]) -> None:
-    end = time.monotonic() + timeout
-    while not path.exists():
-        for proc in procs:
-            assert proc.is_running(), f"{proc.name} exited while waiting for {path}:\n{proc.tail(60)}"
-        assert time.monotonic() < end, f"{path} did not appear within {timeout:.0f} s"
-        time.sleep(0.2)
-
-
 @dataclass
 class FaultedRun:
     runner: ManagedProcess
@@ -395,7 +386,8 @@ def faulted_run(federation: Federation) -> FaultedRun:
         paused_pid = {}
         for site in victims:
             marker = marker_path(federation.site_state(site), rnd)
-            wait_for_file(marker, timeout=600, procs=[runner, federation.daemons[site]])
+            wait_until(marker.exists, f"{site} to pause at {marker}", timeout=600,
+                       procs=[runner, federation.daemons[site]])
             paused_pid[site] = int(marker.read_text())
             at_pause[site, rnd] = federation.ledger(site)[FAULT_RUN]
         for site in victims:
@@ -492,10 +484,8 @@ def test_server_killed_mid_run_resumes_from_last_completed_round(federation: Fed
     out = federation.server_state / "runs" / RESUME_RUN
     first = federation.submit_run(RESUME_RUN, "run-resume-1", "num-rounds=2")
     checkpoint = out / "checkpoint.json"
-    end = time.monotonic() + 600
-    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["round"] >= 1):
-        assert first.is_running() and time.monotonic() < end, first.tail(60)
-        time.sleep(0.2)
+    wait_until(lambda: checkpoint.exists() and json.loads(checkpoint.read_text())["round"] >= 1,
+               "round 1's checkpoint", timeout=600, procs=[first])
     old = federation.server
     tree = _descendants(old.pid)
     federation.server.kill()  # no clean-up, no final outputs
@@ -516,10 +506,9 @@ def test_server_killed_mid_run_resumes_from_last_completed_round(federation: Fed
     assert new.log_text().count("already registered") == len(SITES)
     # Wait for each daemon to log a *new* connection: right after a restart the SuperLink still
     # lists the old sessions as online for up to a minute, so `flwr supernode list` is no proof.
-    end = time.monotonic() + 300
-    while any(len(re.findall(CONNECTED, federation.daemons[site].log_text())) <= n for site, n in connections.items()):
-        assert time.monotonic() < end, federation.group.logs()
-        time.sleep(1)
+    wait_until(lambda: all(len(re.findall(CONNECTED, federation.daemons[site].log_text())) > n
+                           for site, n in connections.items()),
+               "every hospital's new connection", timeout=300, procs=list(federation.daemons.values()), interval=1)
     assert _online(federation) == federation.registered_ids()
     second = federation.submit_run(RESUME_RUN, "run-resume-2", "num-rounds=2")
     assert second.wait(timeout=900) == 0, second.tail(80) + federation.group.logs()

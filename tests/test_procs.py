@@ -118,6 +118,20 @@ def test_wait_for_port_times_out_cleanly() -> None:
     assert time.monotonic() - started < 2.5
 
 
+def test_wait_until_returns_times_out_and_fails_fast_when_a_process_dies(tmp_path: Path) -> None:
+    calls = iter([False, False, True])
+    procs.wait_until(lambda: next(calls), "the third call", timeout=5, interval=0.01)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="Still waiting for nothing after 0 s"):
+        procs.wait_until(lambda: False, "nothing", timeout=0.3, interval=0.05)
+    assert time.monotonic() - started < 2.0
+    with procs.ProcessGroup(tmp_path / "logs") as group:
+        short = group.start([sys.executable, "-c", "print('bye')"], name="short", lifetime=30)
+        short.wait(timeout=20)
+        with pytest.raises(RuntimeError, match="short exited with code 0 while waiting for a file"):
+            procs.wait_until(lambda: False, "a file", timeout=30, procs=[short])
+
+
 def test_wait_for_port_sees_a_listener_and_fails_fast_when_the_process_dies(
     tmp_path: Path,
 ) -> None:

@@ -9,14 +9,12 @@ and never lower after the restart than before it).
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.procs import ProcessGroup
+from tests.procs import ProcessGroup, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,18 +39,10 @@ def test_killed_run_resumes_from_last_completed_round(tmp_path: Path, data_dir: 
     out = tmp_path / "run"
     with ProcessGroup(tmp_path / "logs", default_lifetime=400) as procs:
         first = procs.start(_command(out, data_dir), name="first")
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            ckpt = out / "checkpoint.json"
-            if ckpt.exists() and json.loads(ckpt.read_text())["round"] >= 2:
-                break
-            assert first.is_running(), first.tail()
-            time.sleep(0.5)
-        else:
-            pytest.fail("round 2 was never checkpointed:\n" + first.tail())
-        first.remember_descendants()
-        first._signal_group(signal.SIGKILL)  # crash: no cleanup, no final outputs
-        first.stop(grace=5)
+        ckpt = out / "checkpoint.json"
+        wait_until(lambda: ckpt.exists() and json.loads(ckpt.read_text())["round"] >= 2,
+                   "round 2's checkpoint", timeout=300, procs=[first], interval=0.5)
+        first.kill()  # crash: no cleanup, no final outputs
         before = _ledger_epsilons(out)
         assert not (out / "global_model.pt").exists()
         killed_at = json.loads((out / "checkpoint.json").read_text())["round"]
