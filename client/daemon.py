@@ -13,7 +13,9 @@ not as a failed round on the server. Then the SuperNode runs under supervision:
     stops it after a short grace and restarts it the same way;
   * a node the server refuses because it still counts this node's previous session as online
     (after a crash or kill, until two 30 s heartbeats are missed) is retried every ~5 s, so the
-    hospital is back the moment the server lets it in;
+    hospital is back the moment the server lets it in. Those refusals are not failures: they
+    never grow the backoff, and for `KNOWN_NODE_WINDOW_S` after the last one any other exit is
+    retried at the same short pace (`ReconnectPacer`), since the server is about to let us in;
   * an exit that a restart cannot fix ends the daemon with a documented exit code: the TLS
     certificate does not verify (7), a local port is taken (2), the server refuses to activate
     a key that was never activated from this state folder, i.e. is not registered (7);
@@ -35,6 +37,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from client.preflight import acquire_pid_file, release_pid_file, validate_data
 from client.site_config import SiteConfig
@@ -48,6 +51,7 @@ MAX_BACKOFF_S = 60.0
 GAVE_UP_GRACE_S = 10.0  # a SuperNode that gave up should exit within this; else it hangs
 REFUSED_LIMIT_S = 600.0  # refusals of a known key for this long: it was revoked
 KNOWN_NODE_RETRY_S = 5.0  # retry pace while the server still counts our previous session as online
+KNOWN_NODE_WINDOW_S = 180.0  # after such a refusal, keep that pace this long whatever the next exit
 CONNECTED_RE = re.compile(r"SuperNode ID: (\d+)")
 GAVE_UP = "Giving up reconnection"
 ALIVE_MARKS = ("Connection successful after", "SuperNode ID:", "Receiving:")
@@ -153,6 +157,42 @@ def known_node_retry_delay() -> float:
     return KNOWN_NODE_RETRY_S * random.uniform(0.8, 1.2)
 
 
+class ReconnectPacer:
+    """How long to wait before the next SuperNode start, given how the last one ended.
+
+    Why a class of its own: the pace decides whether a killed hospital is back for the next
+    round. A hospital restarted after a crash is refused for up to a minute (the server still
+    counts its old session online) and then let in at once. Counting those refusals as failures
+    grew the backoff to a minute, so the hospital came back rounds late. Here a refusal of a
+    known key never counts, and for `KNOWN_NODE_WINDOW_S` after one every exit is retried at the
+    short pace; only genuine absences of the server back off exponentially.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.failures = 0
+        self.refused_since: float | None = None  # start of the current run of refusals
+        self.last_refused: float | None = None
+
+    def refused_for(self) -> float:
+        """Seconds the server has refused this (known) key without a break."""
+        return 0.0 if self.refused_since is None else self.clock() - self.refused_since
+
+    def after_exit(self, *, connected: bool, known_key_refused: bool) -> float:
+        now = self.clock()
+        if connected:
+            self.failures = 0
+        if known_key_refused:
+            self.refused_since = self.refused_since if self.refused_since is not None else now
+            self.last_refused = now
+            return known_node_retry_delay()
+        self.refused_since = None
+        if self.last_refused is not None and now - self.last_refused < KNOWN_NODE_WINDOW_S:
+            return known_node_retry_delay()
+        self.failures += 1
+        return backoff_delay(self.failures)
+
+
 class Supervisor:
     def __init__(self, config: SiteConfig, sink: LogSink, stop: StopFlag) -> None:
         self.config = config
@@ -175,8 +215,8 @@ class Supervisor:
         atomic_write_json(self.identity_file, record)
 
     def run(self) -> int:
-        attempt, failures = 0, 0
-        refused_since: float | None = None
+        attempt = 0
+        pacer = ReconnectPacer()
         while not self.stop.is_set:
             attempt += 1
             connected = threading.Event()
@@ -211,24 +251,17 @@ class Supervisor:
             reason = classify_exit(code, child.tail(60), self.config)
             if hung and reason.fatal is None:
                 reason = ExitReason(f"the server is unreachable (connection lost; no answer for {self.config.max_wait_time:g} s)")
-            still_online = False
-            if reason.refused and self.activated_before():
-                refused_since = refused_since or time.monotonic()
-                if time.monotonic() - refused_since < REFUSED_LIMIT_S:
-                    still_online = True
-                    reason = ExitReason(
-                        "the server refused to activate this node, which it knows: after a server restart it counts "
-                        "the node as online for up to a minute; if this lasts, the key was unregistered"
-                    )
-            else:
-                refused_since = None
+            known_key_refused = reason.refused and self.activated_before() and pacer.refused_for() < REFUSED_LIMIT_S
+            if known_key_refused:
+                reason = ExitReason(
+                    "the server refused to activate this node, which it knows: after a crash or a server restart "
+                    "it counts the node's old session as online for up to a minute; if this lasts, the key was "
+                    "unregistered"
+                )
             if reason.fatal is not None:
                 self.sink.say(f"SuperNode exited with code {code}: {reason.text}; not restarting.")
                 raise reason.fatal
-            failures = 1 if connected.is_set() else failures + 1
-            # The SuperLink lets the node back in the moment its old session's heartbeat expires:
-            # retry at a short, steady pace then, rather than backing off past that moment.
-            delay = known_node_retry_delay() if still_online else backoff_delay(failures)
+            delay = pacer.after_exit(connected=connected.is_set(), known_key_refused=known_key_refused)
             self.sink.say(f"SuperNode exited with code {code}: {reason.text}. "
                           f"Reconnect attempt {attempt + 1} in {delay:.1f} s.")
             self.stop.wait(delay)

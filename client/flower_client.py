@@ -17,6 +17,7 @@ from flwr.client import NumPyClient
 from client.fault_injection import pause_after_training
 from client.ledger import PrivacyLedger
 from client.private_trainer import NonPrivateTrainer, PrivateTrainer
+from client.reproducibility import seed_site_work
 from client.site import SiteSettings, load_site_data
 from client.training import evaluate
 from common.config import RunConfig
@@ -44,6 +45,8 @@ class MedfedClient(NumPyClient):
 
     def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict]:
         set_weights(self.model, parameters)  # refuses wrong architecture / dtype / NaN before training
+        server_round = config.get(SERVER_ROUND_KEY)
+        seed_site_work(self.settings.seed, self.settings.name, int(server_round or 0), "fit")
         metrics: dict[str, Any] = {"site": self.settings.name, "privacy_mode": self.settings.privacy.mode}
         try:
             result = self._trainer().train_round(
@@ -64,7 +67,6 @@ class MedfedClient(NumPyClient):
             metrics["delta"] = float(result.delta)
             metrics["noise_multiplier"] = float(result.noise_multiplier)
             metrics["epsilon_budget"] = float(self.settings.privacy.epsilon)
-        server_round = config.get(SERVER_ROUND_KEY)
         pause_after_training(self.settings.state_dir, int(server_round) if server_round is not None else None,
                              self.scope)
         return get_weights(self.model), int(result.num_examples), metrics

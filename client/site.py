@@ -30,6 +30,9 @@ class SiteSettings:
     state_dir: Path
     device: str
     privacy: PrivacyConfig
+    # Simulation only: the run's seed, so a simulated federation is reproducible (DP noise
+    # included). None at a deployed site, whose noise must stay unpredictable.
+    seed: int | None = None
 
 
 def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> SiteSettings:
@@ -45,7 +48,8 @@ def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -
             )
         name = names[index]
         state_dir = run_out_dir(cfg, run_id) / "sites" / name
-        return SiteSettings(name, cfg.data, name, state_dir, str(node_config.get("device", "auto")), cfg.privacy)
+        return SiteSettings(name, cfg.data, name, state_dir, str(node_config.get("device", "auto")), cfg.privacy,
+                            seed=cfg.data.seed)
 
     if "site" not in node_config:
         raise ConfigError(

@@ -98,6 +98,7 @@ class UpdateDecodingStrategy(Strategy):
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         failure_notes = [_describe_failure(f) for f in failures]
+        results = _in_site_order(results)
         accepted: list[tuple[ClientProxy, FitRes]] = []
         for proxy, res in results:
             site = str(res.metrics.get("site", proxy.node_id))
@@ -150,6 +151,7 @@ class UpdateDecodingStrategy(Strategy):
         results: list[tuple[ClientProxy, EvaluateRes]],
         failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
     ) -> tuple[float | None, dict[str, Scalar]]:
+        results = _in_site_order(results)
         self.observer.on_evaluate_results(
             server_round,
             [(res.num_examples, float(res.loss), dict(res.metrics)) for _, res in results],
@@ -181,6 +183,12 @@ def _base_strategy(strategy: Strategy) -> Strategy:
     while hasattr(strategy, "strategy") and isinstance(getattr(strategy, "strategy"), Strategy):
         strategy = strategy.strategy  # unwrap Flower's DP wrapper
     return strategy
+
+
+def _in_site_order(results: list) -> list:
+    """Replies sorted by site name: they arrive in whatever order the sites finish, and float
+    sums in that order differ in the last bits, so a seeded simulation would not repeat."""
+    return sorted(results, key=lambda pair: (str(pair[1].metrics.get("site", "")), pair[0].node_id))
 
 
 def _with_parameters(res: FitRes, parameters: Parameters) -> FitRes:

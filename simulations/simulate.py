@@ -82,6 +82,20 @@ def backend_config(num_sites: int, *, verbose: bool = False) -> dict:
     }
 
 
+def seed_driver(seed: int) -> None:
+    """Seed this process's generators: the ServerApp runs here, and Flower's client sampling
+    (`random`) and server-side DP noise (numpy) draw from them. The sites seed their own work
+    (client/reproducibility.py)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def run(cfg: RunConfig, *, data_dir: str | None = None, display: Any = None, verbose: bool = False) -> SimulationResult:
     """Run the federation described by `cfg` (its out_dir must be set) and return its records."""
     from flwr.simulation import run_simulation
@@ -106,6 +120,7 @@ def run(cfg: RunConfig, *, data_dir: str | None = None, display: Any = None, ver
         flower_logger.setLevel(logging.WARNING)
     if display is not None:
         run_setup.PROGRESS_LISTENERS.append(display)
+    seed_driver(cfg.data.seed)
     started = time.monotonic()
     try:
         run_simulation(
