@@ -15,15 +15,14 @@ import numpy as np
 from flwr.client import NumPyClient
 
 from client.fault_injection import pause_after_training
-from client.ledger import PrivacyLedger
-from client.private_trainer import NonPrivateTrainer, PrivateTrainer
 from client.reproducibility import seed_site_work
 from client.site import SiteSettings, load_site_data
+from client.trainers import Trainer, make_trainer
 from client.training import evaluate
 from common.config import RunConfig
 from common.device import pick_device
 from common.errors import PrivacyBudgetExceededError
-from common.models import build_model, default_model_for, get_weights, set_weights
+from common.models import build_model, get_weights, resolve_model_name, set_weights
 from common.updates import SERVER_ROUND_KEY
 
 log = logging.getLogger("medfed.client")
@@ -36,7 +35,7 @@ class MedfedClient(NumPyClient):
         self.scope = scope
         self.dataset, self.site = load_site_data(settings)
         self.device = pick_device(settings.device)
-        name = cfg.training.model if cfg.training.model != "auto" else default_model_for(self.dataset.modality)
+        name = resolve_model_name(cfg.training.model, self.dataset.modality)
         self.model = build_model(name, self.dataset.input_shape, self.dataset.num_classes).to(self.device)
 
     # -- Flower API --------------------------------------------------------------------
@@ -79,17 +78,11 @@ class MedfedClient(NumPyClient):
         return float(loss), len(self.site.test), out
 
     # -- helpers -------------------------------------------------------------------------
-    def _trainer(self) -> PrivateTrainer | NonPrivateTrainer:
-        t = self.cfg.training
-        common = dict(
-            num_rounds=self.cfg.federation.num_rounds,
-            local_epochs=t.local_epochs,
-            batch_size=t.batch_size,
-            learning_rate=t.learning_rate,
-            momentum=t.momentum,
+    def _trainer(self) -> Trainer:
+        return make_trainer(
+            self.cfg,
+            privacy=self.settings.privacy,
             num_examples=len(self.site.train),
+            ledger_path=self.settings.state_dir / "privacy-ledger.json",
+            scope=self.scope,
         )
-        if self.settings.privacy.mode == "sample-dp":
-            ledger = PrivacyLedger(self.settings.state_dir / "privacy-ledger.json")
-            return PrivateTrainer(privacy=self.settings.privacy, ledger=ledger, scope=self.scope, **common)
-        return NonPrivateTrainer(**common)

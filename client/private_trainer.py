@@ -39,15 +39,16 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from client.ledger import HistoryItem, LedgerEntry, PrivacyLedger, RoundRecord
 from client.training import make_optimizer, train_epochs
-from common.config import PrivacyConfig, RunConfig
+from common.config import PrivacyConfig
 from common.datasets.contract import Split
 from common.errors import ConfigError, DataError, PrivacyBudgetExceededError
+from common.privacy import privacy_mode
+from common.privacy.mode import DP_SGD, NO_SAMPLE_DP_LABEL
 
 log = logging.getLogger(__name__)
 
 MIN_PRIVATE_EXAMPLES = 10  # below this, DP-SGD noise swamps any signal and q is ~1
 EPSILON_TOLERANCE = 1e-6
-NO_DP_LABEL = "no sample-level DP"
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class TrainResult:
     @property
     def privacy_label(self) -> str:
         if self.epsilon is None:
-            return NO_DP_LABEL
+            return NO_SAMPLE_DP_LABEL
         return f"sample-level DP: epsilon={self.epsilon:.3f}, delta={self.delta:g}"
 
 
@@ -129,10 +130,10 @@ class PrivateTrainer:
         momentum: float = 0.9,
         allow_budget_change: bool = False,
     ) -> None:
-        if privacy.mode != "sample-dp":
+        if privacy_mode(privacy.mode).local_training != DP_SGD:
             raise ConfigError(
-                f"PrivateTrainer implements privacy-mode=sample-dp, not {privacy.mode!r}.",
-                "use make_trainer(), which picks NonPrivateTrainer for 'none' and 'client-dp'.",
+                f"PrivateTrainer implements DP-SGD, which privacy-mode={privacy.mode!r} does not use.",
+                "use client.trainers.make_trainer(), which picks the trainer the privacy mode names.",
             )
         problems = privacy.problems()
         if problems:
@@ -171,20 +172,6 @@ class PrivateTrainer:
         if entry.noise_multiplier is None:
             entry = self._calibrate(entry)
         self.noise_multiplier: float = entry.noise_multiplier  # type: ignore[assignment]
-
-    @classmethod
-    def from_config(cls, cfg: RunConfig, *, num_examples: int, ledger: PrivacyLedger, scope: str) -> "PrivateTrainer":
-        return cls(
-            privacy=cfg.privacy,
-            num_rounds=cfg.federation.num_rounds,
-            local_epochs=cfg.training.local_epochs,
-            batch_size=cfg.training.batch_size,
-            num_examples=num_examples,
-            ledger=ledger,
-            scope=scope,
-            learning_rate=cfg.training.learning_rate,
-            momentum=cfg.training.momentum,
-        )
 
     # ------------------------------------------------------------------ accounting
 
@@ -376,8 +363,8 @@ class PrivateTrainer:
 
 
 class NonPrivateTrainer:
-    """Same interface as PrivateTrainer for privacy-mode 'none' or 'client-dp' (where clipping
-    and noise happen on the whole update, outside local training): no sample-level DP."""
+    """Same interface as PrivateTrainer for the modes that train "plain" (none; client-dp, where
+    clipping and noise happen on the whole update, outside local training): no sample-level DP."""
 
     def __init__(
         self,
@@ -420,17 +407,3 @@ class NonPrivateTrainer:
         )
         return TrainResult(loss, None, None, self.local_epochs * len(loader), None, len(train_split))
 
-
-def make_trainer(
-    cfg: RunConfig, *, num_examples: int, ledger: PrivacyLedger, scope: str
-) -> PrivateTrainer | NonPrivateTrainer:
-    """PrivateTrainer for privacy-mode=sample-dp, NonPrivateTrainer otherwise."""
-    if cfg.privacy.mode == "sample-dp":
-        return PrivateTrainer.from_config(cfg, num_examples=num_examples, ledger=ledger, scope=scope)
-    return NonPrivateTrainer(
-        local_epochs=cfg.training.local_epochs,
-        batch_size=cfg.training.batch_size,
-        num_examples=num_examples,
-        learning_rate=cfg.training.learning_rate,
-        momentum=cfg.training.momentum,
-    )

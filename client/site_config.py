@@ -20,6 +20,7 @@ from common.config import PrivacyConfig
 from common.deploy_toml import TomlFile, split_host_port
 from common.device import DEVICE_CHOICES
 from common.errors import SecurityError
+from common.privacy.sample_dp import SAMPLE_DP
 
 EXAMPLE = "deploy/examples/site.toml"
 TABLES = {"site", "data", "privacy", "tls", "identity"}
@@ -147,7 +148,7 @@ def load_site_config(path: Path | str, *, insecure: bool = False, check_files: b
     delta = toml.get("privacy", "delta", float)
     max_grad_norm = toml.get("privacy", "max-grad-norm", float, None)
     if epsilon is not None and delta is not None:
-        rules = PrivacyConfig(mode="sample-dp", epsilon=epsilon, delta=delta,
+        rules = PrivacyConfig(mode=SAMPLE_DP.name, epsilon=epsilon, delta=delta,
                               max_grad_norm=max_grad_norm if max_grad_norm is not None else 1.0)
         toml.problems += [f"[privacy] {p}" for p in rules.problems()]
 

@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from common.errors import ConfigError
+from common.privacy import PRIVACY_MODES, privacy_mode
 
-PRIVACY_MODES = ("sample-dp", "client-dp", "none")
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
-ACCOUNTANTS = ("rdp", "prv")
-CLIPPINGS = ("flat", "ghost")
 MODELS = ("auto", "cnn", "gru", "lstm", "mlp")
 
 
@@ -26,11 +24,8 @@ MODELS = ("auto", "cnn", "gru", "lstm", "mlp")
 class PrivacyConfig:
     """How a site protects its data.
 
-    mode:
-      * ``sample-dp``: DP-SGD (Opacus) at every site, per-site (epsilon, delta) budget.
-      * ``client-dp``: client-side update clipping, Gaussian noise added by the server after
-        secure aggregation (Flower's DP wrappers); guarantees are per participating site.
-      * ``none``: no differential privacy. Only when named; reported as such everywhere.
+    mode: a name in `common.privacy.PRIVACY_MODES` (sample-dp, client-dp, none); each mode's
+    own file in common/privacy/ says what it does and which of the settings below it reads.
     """
 
     mode: str = "sample-dp"
@@ -43,32 +38,12 @@ class PrivacyConfig:
     # (epsilon, delta) over the planned rounds, so `epsilon` means a budget in every mode.
     client_noise_multiplier: float = 0.0
 
-    @property
-    def is_private(self) -> bool:
-        return self.mode != "none"
-
     def problems(self) -> list[str]:
-        out: list[str] = []
-        if self.mode not in PRIVACY_MODES:
-            out.append(f"privacy-mode={self.mode!r} is unknown; use one of {', '.join(PRIVACY_MODES)}.")
-        if self.mode in ("sample-dp", "client-dp"):
-            if not _finite(self.epsilon) or self.epsilon <= 0:
-                out.append(f"epsilon={self.epsilon} must be a positive number (e.g. epsilon=8).")
-            if not _finite(self.delta) or not 0 < self.delta < 1:
-                out.append(f"delta={self.delta} must be in (0, 1), typically below 1/number-of-records (e.g. 1e-5).")
-            if self.accountant not in ACCOUNTANTS:
-                out.append(f"accountant={self.accountant!r} is unknown; use 'rdp' or 'prv'.")
-            if self.clipping not in CLIPPINGS:
-                out.append(f"clipping={self.clipping!r} is unknown; use 'flat' or 'ghost'.")
-        if self.mode in ("sample-dp", "client-dp"):
-            if not _finite(self.max_grad_norm) or self.max_grad_norm <= 0:
-                out.append(f"max-grad-norm={self.max_grad_norm} must be a positive number (e.g. 1.0).")
-        if self.mode == "client-dp":
-            if not _finite(self.client_noise_multiplier) or self.client_noise_multiplier < 0:
-                out.append(
-                    f"client-noise-multiplier={self.client_noise_multiplier} must be >= 0 (e.g. 0.5)."
-                )
-        return out
+        """The registry decides which modes exist; the mode decides which settings it checks."""
+        unknown = PRIVACY_MODES.problem(self.mode)
+        if unknown is not None:
+            return [unknown]
+        return privacy_mode(self.mode).problems(self)
 
 
 # The default local learning rate (0.5, momentum 0.9) is tuned for DP-SGD, where every

@@ -40,6 +40,15 @@ def default_model_for(modality: str) -> str:
         ) from None
 
 
+def resolve_model_name(requested: str, modality: str) -> str:
+    """The registry name a run uses: `requested`, or the modality's default for "auto".
+
+    The server builds the initial weights and every site builds the model that receives them;
+    both resolve the name here, so they cannot disagree on the architecture.
+    """
+    return requested if requested != "auto" else default_model_for(modality)
+
+
 def _groups(channels: int, wanted: int = 8) -> int:
     """Largest group count <= `wanted` that divides `channels` (GroupNorm requires it)."""
     for g in range(min(wanted, channels), 0, -1):

@@ -10,6 +10,7 @@ import typer
 
 from common.cli_support import user_errors, warn
 from common.config import NON_PRIVATE_LEARNING_RATE, TrainingConfig
+from common.privacy import privacy_mode
 from server.deploy_config import load_server_settings
 
 server_app_cli = typer.Typer(
@@ -90,8 +91,8 @@ def run_cmd(
             settings, name=run_name, out_dir=out_dir, overrides=overrides, defaults=app_defaults(stage)
         )
         run_id = submit(stage, sent, env)
-    if cfg.privacy.mode == "none" and cfg.training.learning_rate == TrainingConfig().learning_rate:
-        warn(f"privacy-mode=none with learning-rate={cfg.training.learning_rate}: that rate is tuned for DP-SGD's "
+    if not privacy_mode(cfg.privacy.mode).private and cfg.training.learning_rate == TrainingConfig().learning_rate:
+        warn(f"privacy-mode={cfg.privacy.mode} with learning-rate={cfg.training.learning_rate}: that rate is tuned for DP-SGD's "
              "clipped gradients and tends to diverge without them; next time consider "
              f"--run-config \"learning-rate={NON_PRIVATE_LEARNING_RATE}\".")
     typer.echo(f"run {run_id} submitted: name {run_name}, {cfg.federation.num_rounds} round(s), outputs in {out_dir}")

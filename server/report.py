@@ -16,6 +16,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from common.privacy import recorded_mode  # noqa: E402
+from common.privacy.mode import NO_SAMPLE_DP_LABEL  # noqa: E402
+
 PLOTS = {
     "learning_curves": "learning_curves.png",
     "roc": "roc_curve.png",
@@ -95,7 +98,8 @@ def plot_epsilon(privacy: dict, num_rounds: int, path: Path) -> Path:
                 ax.axhline(entry["budget"], color="grey", ls=":", lw=1)
             drew = True
     if not drew:
-        msg = "no sample-level DP in this run" if privacy.get("privacy_mode") != "sample-dp" else "no epsilon recorded"
+        mode = recorded_mode(privacy.get("privacy_mode"))
+        msg = "no epsilon recorded" if mode is not None and mode.sample_level else f"{NO_SAMPLE_DP_LABEL} in this run"
         ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes)
     ax.set(title="Privacy spent per site (epsilon)", xlabel="round", ylabel="epsilon", xlim=(0, max(num_rounds, 1) + 0.5))
     if drew and len(sites) <= MAX_LEGEND_SITES:
@@ -133,12 +137,10 @@ def write_report(out_dir: Path, metrics: dict, privacy: dict, plots: dict[str, P
     cfg = metrics["config"]
     final = metrics["final"]
     g = final.get("global", {})
-    mode = privacy.get("privacy_mode")
-    mode_text = {
-        "sample-dp": "Differential privacy at every hospital (DP-SGD, per-patient guarantee)",
-        "client-dp": "Differential privacy per hospital (client-level, noise added after secure aggregation)",
-        "none": "NO differential privacy (explicitly requested)",
-    }.get(mode, str(mode))
+    mode = recorded_mode(privacy.get("privacy_mode"))
+    mode_text = mode.label if mode is not None else str(privacy.get("privacy_mode"))
+    no_dp = mode is not None and not mode.private
+    sample_level = mode is not None and mode.sample_level
     secagg = privacy.get("secure_aggregation", {})
     secagg_text = (
         f"On: SecAgg+ with {secagg.get('num_shares')} shares, reconstruction threshold "
@@ -196,8 +198,8 @@ specificity {_fmt(g.get('specificity'))}.</p>
 <tr><th>Model</th><td>{html.escape(str(meta.get('model')))} ({meta.get('num_parameters')} parameters)</td></tr>
 <tr><th>Rounds</th><td>{cfg['federation']['num_rounds']} rounds of {cfg['training']['local_epochs']} local epochs,
 strategy {html.escape(cfg['federation']['strategy'])}</td></tr>
-<tr><th>Privacy</th><td class="{'warn' if mode == 'none' else ''}">{html.escape(mode_text)}
-{f"; budget epsilon {cfg['privacy']['epsilon']}, delta {cfg['privacy']['delta']} per hospital" if mode == 'sample-dp' else ''}</td></tr>
+<tr><th>Privacy</th><td class="{'warn' if no_dp else ''}">{html.escape(mode_text)}
+{f"; budget epsilon {cfg['privacy']['epsilon']}, delta {cfg['privacy']['delta']} per hospital" if sample_level else ''}</td></tr>
 <tr><th>Secure aggregation</th><td class="{'' if secagg.get('protocol') else 'warn'}">{html.escape(secagg_text)}</td></tr>
 </table>
 <h2>Per hospital (final round)</h2>

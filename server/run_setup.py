@@ -3,7 +3,6 @@ privacy records, and whether to resume a run that was interrupted."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -20,13 +19,12 @@ from common.device import pick_device
 from common.errors import ConfigError
 from common.evaluation import evaluate_model
 from common.metrics import roc_curve_points
-from common.models import build_model, default_model_for, get_weights, set_weights
+from common.models import build_model, get_weights, resolve_model_name, set_weights
 from server.records import RunRecorder, load_checkpoint
-from server.secure_aggregation import SecAggSettings, secagg_settings, update_bound
+from common.privacy import privacy_mode
+from server.secure_aggregation import SecAggSettings, secagg_settings
 
 log = logging.getLogger("medfed.server")
-
-CLIENT_DP_MIN_SITES = 50
 
 # In-process listeners for progress events (the simulation command registers a live display).
 PROGRESS_LISTENERS: list[Callable[[str, dict], None]] = []
@@ -48,31 +46,11 @@ class RunSetup:
     optimizer_state: dict
 
 
-def model_name_for(cfg: RunConfig, dataset: FederatedDataset) -> str:
-    return cfg.training.model if cfg.training.model != "auto" else default_model_for(dataset.modality)
-
-
-def calibrated_client_dp(cfg: RunConfig) -> RunConfig:
-    """Client-level DP with `client-noise-multiplier = 0`: derive the multiplier from the
-    (epsilon, delta) budget over the planned rounds (every site takes part every round)."""
-    if cfg.privacy.mode != "client-dp" or cfg.privacy.client_noise_multiplier > 0:
-        return cfg
-    from opacus.accountants.utils import get_noise_multiplier
-
-    z = get_noise_multiplier(
-        target_epsilon=cfg.privacy.epsilon,
-        target_delta=cfg.privacy.delta,
-        sample_rate=1.0,
-        steps=cfg.federation.num_rounds,
-        accountant="rdp",
-    )
-    return dataclasses.replace(cfg, privacy=dataclasses.replace(cfg.privacy, client_noise_multiplier=float(z)))
-
-
 def prepare_run(cfg: RunConfig, out_dir: Path) -> RunSetup:
-    cfg = calibrated_client_dp(cfg)
+    mode = privacy_mode(cfg.privacy.mode)
+    cfg = mode.calibrated(cfg)
     dataset = load_run_dataset(cfg.data)
-    model_name = model_name_for(cfg, dataset)
+    model_name = resolve_model_name(cfg.training.model, dataset.modality)
     torch.manual_seed(cfg.data.seed)
     model = build_model(model_name, dataset.input_shape, dataset.num_classes)
     weights = get_weights(model)
@@ -89,17 +67,11 @@ def prepare_run(cfg: RunConfig, out_dir: Path) -> RunSetup:
         privacy_mode=cfg.privacy.mode,
         site_names=dataset.site_names(),
         secure_aggregation=secagg.to_dict() if secagg else {"enabled": False},
-        client_dp=client_dp_record(cfg) if cfg.privacy.mode == "client-dp" else None,
+        client_dp=mode.privacy_record(cfg),
     )
     recorder.listeners.extend(PROGRESS_LISTENERS)
-    if cfg.privacy.mode == "client-dp" and num_sites < CLIENT_DP_MIN_SITES:
-        z, c = cfg.privacy.client_noise_multiplier, cfg.privacy.max_grad_norm
-        recorder.event(
-            0,
-            f"warning: client-level DP with only {num_sites} sites adds noise of std {z * c / num_sites:.3g} to every "
-            f"coordinate of the averaged update (z={z:.3g}, C={c}); expect poor accuracy below ~{CLIENT_DP_MIN_SITES} "
-            "sites — prefer privacy-mode=sample-dp for a small consortium",
-        )
+    for warning in mode.setup_warnings(cfg, num_sites):
+        recorder.event(0, warning)
     start_round, optimizer_state = 1, {}
     resumed = load_checkpoint(out_dir)
     if resumed is not None:
@@ -127,7 +99,7 @@ def prepare_run(cfg: RunConfig, out_dir: Path) -> RunSetup:
         initial_weights=weights,
         num_sites=num_sites,
         secagg=secagg,
-        update_bound=update_bound(cfg.secagg, cfg.privacy),
+        update_bound=mode.update_bound(cfg.secagg, cfg.privacy),
         recorder=recorder,
         start_round=start_round,
         optimizer_state=optimizer_state,
@@ -178,24 +150,3 @@ def make_central_evaluator(setup: RunSetup):
 
     return evaluate
 
-
-def client_dp_record(cfg: RunConfig) -> dict:
-    """Client-level (site-level) epsilon after each round under Flower's central-DP wrapper:
-    every site takes part in every round (sampling rate 1), Gaussian noise z * C on the sum."""
-    from opacus.accountants import RDPAccountant
-
-    z = cfg.privacy.client_noise_multiplier
-    by_round: dict[str, float | None] = {}
-    if z > 0:
-        acc = RDPAccountant()
-        for r in range(1, cfg.federation.num_rounds + 1):
-            acc.step(noise_multiplier=z, sample_rate=1.0)
-            by_round[str(r)] = float(acc.get_epsilon(cfg.privacy.delta))
-    return {
-        "noise_multiplier": z,
-        "clipping_norm": cfg.privacy.max_grad_norm,
-        "delta": cfg.privacy.delta,
-        "epsilon_by_round": by_round if z > 0 else "infinite (no noise)",
-        "accountant": "rdp (opacus), site-level, sampling rate 1",
-        "epsilon_budget": cfg.privacy.epsilon,
-    }

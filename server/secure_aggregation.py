@@ -5,8 +5,9 @@ How the numbers fit together (see flwr's secaggplus_mod / workflow):
     value to ``[-clipping_range, clipping_range]`` and quantises it to ``[0, quantization_range)``;
   * the server sums the masked integers modulo ``modulus_range`` and divides by the summed ratios.
 So the aggregate is exact up to quantisation error iff (a) no value is ever clipped — sites send
-updates bounded in L-infinity by the same number we use as ``clipping_range`` (the DP clipping
-norm under client-level DP, whose L2 bound implies it; `secagg-update-bound` otherwise), and
+updates bounded in L-infinity by the same number we use as ``clipping_range`` (the privacy
+mode's `update_bound`: the DP clipping norm under client-level DP, whose L2 bound implies it;
+`secagg-update-bound` otherwise), and
 (b) the sum cannot wrap around the modulus — ``quantization_range * (num_sites + 1) <= modulus``.
 Within that, the largest power-of-two ``quantization_range`` gives the finest quantisation step
 ``2 * clipping_range / quantization_range`` per site.
@@ -22,6 +23,7 @@ from flwr.server.workflow import SecAggPlusWorkflow
 
 from common.config import PrivacyConfig, SecAggConfig
 from common.errors import ConfigError
+from common.privacy import privacy_mode
 
 MODULUS_RANGE = 2**32
 # Flower quantises with int32 stochastic rounding: values must stay below 2**31.
@@ -55,13 +57,6 @@ class SecAggSettings:
         }
 
 
-def update_bound(secagg: SecAggConfig, privacy: PrivacyConfig) -> float:
-    """The L-infinity bound every site's update must respect."""
-    if privacy.mode == "client-dp":
-        return float(privacy.max_grad_norm)
-    return float(secagg.update_bound)
-
-
 def secagg_settings(
     secagg: SecAggConfig, privacy: PrivacyConfig, *, num_sites: int, largest_site: int
 ) -> SecAggSettings:
@@ -84,7 +79,7 @@ def secagg_settings(
     return SecAggSettings(
         num_shares=num_shares,
         reconstruction_threshold=threshold,
-        clipping_range=update_bound(secagg, privacy),
+        clipping_range=privacy_mode(privacy.mode).update_bound(secagg, privacy),
         quantization_range=quantization_range,
         modulus_range=MODULUS_RANGE,
         max_weight=max_weight,

@@ -26,7 +26,6 @@ from flwr.common import (
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import (
-    DifferentialPrivacyClientSideFixedClipping,
     FedAdam,
     FedAvg,
     FedProx,
@@ -36,6 +35,7 @@ from flwr.server.strategy import (
 from common.config import RunConfig
 from common.errors import ModelMismatchError
 from common.updates import SERVER_ROUND_KEY, UPDATE_BOUND_KEY, check_arrays, decode_update, nbytes
+from server.privacy_wrappers import wrap_for_privacy
 
 
 class RoundObserver(Protocol):
@@ -232,13 +232,7 @@ def build_strategy(
         inner = FedProx(proximal_mu=cfg.training.proximal_mu, **common)
     else:  # fedadam (validated by RunConfig)
         inner = FedAdam(eta=fed.server_learning_rate, eta_l=cfg.training.learning_rate, **common)
-    if cfg.privacy.mode == "client-dp":
-        inner = DifferentialPrivacyClientSideFixedClipping(
-            inner,
-            noise_multiplier=cfg.privacy.client_noise_multiplier,
-            clipping_norm=cfg.privacy.max_grad_norm,
-            num_sampled_clients=num_sites,
-        )
+    inner = wrap_for_privacy(inner, cfg.privacy, num_sites=num_sites)
     return UpdateDecodingStrategy(
         inner,
         initial_weights=initial_weights,

@@ -16,6 +16,9 @@ from typing import Annotated, Optional
 import typer
 
 from common.cli_support import user_errors, warn
+from common.config import PrivacyConfig
+from common.privacy import PRIVACY_MODES
+from common.privacy.no_dp import NO_DP
 
 app = typer.Typer(
     help="medfed: federated, privacy-preserving deep learning for hospitals.",
@@ -54,7 +57,7 @@ def simulate(
     epsilon: Annotated[Optional[float], typer.Option(help="Per-hospital privacy budget epsilon (DP-SGD).")] = None,
     delta: Annotated[Optional[float], typer.Option(help="Per-hospital delta.")] = None,
     max_grad_norm: Annotated[Optional[float], typer.Option(help="Clipping norm.")] = None,
-    privacy_mode: Annotated[Optional[str], typer.Option(help="sample-dp (default), client-dp, or none.")] = None,
+    privacy_mode: Annotated[Optional[str], typer.Option(help=f"{', '.join(PRIVACY_MODES)} (default {PrivacyConfig.mode}).")] = None,
     no_dp: Annotated[bool, typer.Option("--no-dp", help="Train WITHOUT differential privacy (reported as such).")] = False,
     no_secagg: Annotated[bool, typer.Option("--no-secagg", help="Turn secure aggregation OFF (reported as such).")] = False,
     model: Annotated[Optional[str], typer.Option(help="auto, cnn, gru, lstm or mlp.")] = None,
@@ -73,9 +76,9 @@ def simulate(
     from simulations.progress import LiveDisplay, print_summary
     from simulations.simulate import build_config, default_partition, new_out_dir, run
 
-    if no_dp and privacy_mode not in (None, "none"):
+    if no_dp and privacy_mode not in (None, NO_DP.name):
         raise typer.BadParameter("--no-dp contradicts --privacy-mode; use one of them.")
-    mode = "none" if no_dp else privacy_mode
+    mode = NO_DP.name if no_dp else privacy_mode
     ds = "" if data is not None else (dataset or "pneumoniamnist")
     part = partition or default_partition(ds, str(data or ""))
     out_dir = out or new_out_dir()
@@ -102,7 +105,7 @@ def simulate(
             "out_dir": str(out_dir),
         }
     )
-    if cfg.privacy.mode == "none":
+    if not PRIVACY_MODES.get(cfg.privacy.mode).private:
         warn("differential privacy is OFF for this run (--no-dp); the report says so.")
     if not cfg.secagg.enabled:
         warn("secure aggregation is OFF for this run (--no-secagg); the server sees each hospital's update.")

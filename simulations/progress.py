@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from common.config import RunConfig
+from common.privacy import recorded_mode
 
 console = Console(stderr=True)
 
@@ -97,11 +98,12 @@ def print_summary(result: Any) -> None:
         f"global test AUC [bold]{_f(g.get('auc'))}[/bold], accuracy {_f(g.get('accuracy'))}, "
         f"balanced accuracy {_f(g.get('balanced_accuracy'))}"
     )
-    mode = result.privacy.get("privacy_mode")
+    name = result.privacy.get("privacy_mode")
+    mode = recorded_mode(name)
     secure = bool(result.privacy.get("secure_aggregation", {}).get("protocol"))
     out.print(
-        f"privacy: {mode}"
-        + (f" (budget epsilon {cfg['privacy']['epsilon']} per hospital)" if mode == "sample-dp" else "")
+        f"privacy: {name}"
+        + (f" (budget epsilon {cfg['privacy']['epsilon']} per hospital)" if mode is not None and mode.sample_level else "")
         + f"; secure aggregation: {'SecAgg+' if secure else 'OFF'}"
     )
     table = Table(title="Per hospital, final round")

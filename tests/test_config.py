@@ -10,11 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.config import (
-    ACCOUNTANTS,
-    CLIPPINGS,
     MODELS,
     PARTITIONS,
-    PRIVACY_MODES,
     STRATEGIES,
     DataConfig,
     FederationConfig,
@@ -24,6 +21,8 @@ from common.config import (
     TrainingConfig,
 )
 from common.errors import ConfigError
+from common.privacy import PRIVACY_MODES
+from common.privacy.mode import ACCOUNTANTS, CLIPPINGS
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -57,7 +56,7 @@ def valid_configs(draw) -> RunConfig:
         model=draw(st.sampled_from(MODELS)),
     )
     privacy = PrivacyConfig(
-        mode=draw(st.sampled_from(PRIVACY_MODES)),
+        mode=draw(st.sampled_from(PRIVACY_MODES.names())),
         epsilon=draw(positive),
         delta=draw(st.floats(1e-12, 0.999)),
         max_grad_norm=draw(positive),

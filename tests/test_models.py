@@ -15,6 +15,7 @@ from common.models import (
     default_model_for,
     get_weights,
     model_signature,
+    resolve_model_name,
     set_weights,
 )
 
@@ -55,6 +56,13 @@ def test_defaults_by_modality_and_bad_requests():
         build_model("cnn", (1, 140), 2)
     with pytest.raises(ConfigError, match="depth"):
         build_model("mlp", (12,), 2, depth=3)
+
+
+def test_auto_resolves_to_the_modality_default_and_a_named_model_stays():
+    assert resolve_model_name("auto", "signal") == "gru"
+    assert resolve_model_name("mlp", "image") == "mlp"
+    with pytest.raises(ConfigError, match="modality"):
+        resolve_model_name("auto", "video")
 
 
 def test_weights_round_trip_and_signature():

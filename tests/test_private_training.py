@@ -19,7 +19,8 @@ from dp_accounting.rdp import RdpAccountant
 
 import client.private_trainer as pt
 from client.ledger import PrivacyLedger
-from client.private_trainer import NonPrivateTrainer, PrivateTrainer, make_trainer
+from client.private_trainer import NonPrivateTrainer, PrivateTrainer
+from client.trainers import make_trainer
 from client.training import evaluate, train_epochs
 from common.config import PrivacyConfig, RunConfig
 from common.datasets.contract import Split
@@ -229,12 +230,12 @@ def test_small_sites_batch_cap_and_refusal(tmp_path):
 def test_non_private_trainer_reports_no_dp_and_make_trainer_picks(tmp_path):
     led = PrivacyLedger(tmp_path / "ledger.json")
     cfg = RunConfig.from_flower({"privacy-mode": "none", "secagg": False, "num-sites": 2})
-    tr = make_trainer(cfg, num_examples=N, ledger=led, scope="run")
+    tr = make_trainer(cfg, num_examples=N, ledger_path=led.path, scope="run")
     assert isinstance(tr, NonPrivateTrainer)
     result = tr.train_round(build_model("mlp", (FEATURES,), 2), tabular(), device=CPU)
     assert result.epsilon is None and result.privacy_label == "no sample-level DP"
     assert led.scopes() == []  # nothing is recorded without sample-level DP
-    assert isinstance(make_trainer(RunConfig(), num_examples=N, ledger=led, scope="run"), PrivateTrainer)
+    assert isinstance(make_trainer(RunConfig(), num_examples=N, ledger_path=led.path, scope="run"), PrivateTrainer)
 
 
 def test_evaluate_copes_with_an_empty_test_split():

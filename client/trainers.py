@@ -1,0 +1,65 @@
+"""The one place a site picks its local trainer: the privacy mode names it by key.
+
+A `PrivacyMode` (common/privacy/) says *which* local training it needs (`local_training`:
+"dp-sgd" or "plain") without importing client code; this registry maps each key to the code.
+A new mode that trains like an existing one reuses its key and needs nothing here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Union
+
+from client.ledger import PrivacyLedger
+from client.private_trainer import NonPrivateTrainer, PrivateTrainer
+from common.config import PrivacyConfig, RunConfig
+from common.privacy import privacy_mode
+from common.privacy.mode import DP_SGD, PLAIN
+from common.registry import Registry
+
+Trainer = Union[PrivateTrainer, NonPrivateTrainer]
+# (run config, the site's privacy settings, training examples, ledger file, scope) -> trainer
+TrainerFactory = Callable[[RunConfig, PrivacyConfig, int, Path, str], Trainer]
+
+TRAINERS: Registry[TrainerFactory] = Registry("local trainer", setting="privacy-mode")
+
+
+def make_trainer(
+    cfg: RunConfig, *, privacy: PrivacyConfig | None = None, num_examples: int, ledger_path: Path, scope: str
+) -> Trainer:
+    """The trainer `privacy.mode` asks for (`privacy`: the site's own settings, whose budget
+    overrides the run's; default the run's). Only a trainer that needs the ledger opens it,
+    so a site without sample-level DP never reads or creates one."""
+    privacy = privacy if privacy is not None else cfg.privacy
+    build = TRAINERS.get(privacy_mode(privacy.mode).local_training)
+    return build(cfg, privacy, num_examples, ledger_path, scope)
+
+
+def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, scope: str) -> Trainer:
+    t = cfg.training
+    return PrivateTrainer(
+        privacy=privacy,
+        num_rounds=cfg.federation.num_rounds,
+        local_epochs=t.local_epochs,
+        batch_size=t.batch_size,
+        num_examples=num_examples,
+        ledger=PrivacyLedger(ledger_path),
+        scope=scope,
+        learning_rate=t.learning_rate,
+        momentum=t.momentum,
+    )
+
+
+def _plain(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, scope: str) -> Trainer:
+    t = cfg.training
+    return NonPrivateTrainer(
+        local_epochs=t.local_epochs,
+        batch_size=t.batch_size,
+        num_examples=num_examples,
+        learning_rate=t.learning_rate,
+        momentum=t.momentum,
+    )
+
+
+TRAINERS.register(DP_SGD, _dp_sgd)
+TRAINERS.register(PLAIN, _plain)
