@@ -8,7 +8,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,15 +21,13 @@ from common.errors import ConfigError
 from common.evaluation import evaluate_model
 from common.metrics import roc_curve_points
 from common.models import build_model, default_model_for, get_weights, set_weights
-from server.records import RunRecorder, load_checkpoint
+from server.records import Listener, RunRecorder, load_checkpoint
 from server.secure_aggregation import SecAggSettings, secagg_settings, update_bound
+from server.strategies import check_strategy
 
 log = logging.getLogger("medfed.server")
 
 CLIENT_DP_MIN_SITES = 50
-
-# In-process listeners for progress events (the simulation command registers a live display).
-PROGRESS_LISTENERS: list[Callable[[str, dict], None]] = []
 
 
 @dataclass
@@ -69,7 +67,9 @@ def calibrated_client_dp(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, privacy=dataclasses.replace(cfg.privacy, client_noise_multiplier=float(z)))
 
 
-def prepare_run(cfg: RunConfig, out_dir: Path) -> RunSetup:
+def prepare_run(cfg: RunConfig, out_dir: Path, *, listeners: Sequence[Listener] = ()) -> RunSetup:
+    """`listeners` receive the recorder's progress events (the simulation's live display)."""
+    check_strategy(cfg.federation.strategy)  # before any data is loaded
     cfg = calibrated_client_dp(cfg)
     dataset = load_run_dataset(cfg.data)
     model_name = model_name_for(cfg, dataset)
@@ -90,8 +90,8 @@ def prepare_run(cfg: RunConfig, out_dir: Path) -> RunSetup:
         site_names=dataset.site_names(),
         secure_aggregation=secagg.to_dict() if secagg else {"enabled": False},
         client_dp=client_dp_record(cfg) if cfg.privacy.mode == "client-dp" else None,
+        listeners=listeners,
     )
-    recorder.listeners.extend(PROGRESS_LISTENERS)
     if cfg.privacy.mode == "client-dp" and num_sites < CLIENT_DP_MIN_SITES:
         z, c = cfg.privacy.client_noise_multiplier, cfg.privacy.max_grad_norm
         recorder.event(

@@ -14,8 +14,9 @@ from common.config import (
     CLIPPINGS,
     MODELS,
     PARTITIONS,
+    NON_PRIVATE_LEARNING_RATE,
     PRIVACY_MODES,
-    STRATEGIES,
+    PRIVATE_LEARNING_RATE,
     DataConfig,
     FederationConfig,
     PrivacyConfig,
@@ -24,6 +25,7 @@ from common.config import (
     TrainingConfig,
 )
 from common.errors import ConfigError
+from server.strategies import STRATEGIES
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -74,7 +76,7 @@ def valid_configs(draw) -> RunConfig:
     )
     federation = FederationConfig(
         num_rounds=draw(st.integers(1, 1000)),
-        strategy=draw(st.sampled_from(STRATEGIES)),
+        strategy=draw(st.sampled_from(STRATEGIES.names())),
         server_learning_rate=draw(positive),
         min_sites=min_sites,
         round_timeout=draw(positive),
@@ -117,7 +119,7 @@ INVALID = [
     ("num-rounds", 0, {}),
     ("local-epochs", -3, {}),
     ("batch-size", 2.5, {}),
-    ("strategy", "fedsgd", {}),
+    ("learning-rate", -0.1, {}),
     ("privacy-mode", "maximum", {}),
     ("accountant", "gdp", {}),
     ("clipping", "per-layer", {}),
@@ -186,6 +188,31 @@ def test_a_non_mapping_is_a_config_error(not_a_mapping):
 
 def test_all_problems_are_reported_at_once():
     with pytest.raises(ConfigError) as err:
-        RunConfig.from_flower({"epsilon": -1.0, "strategy": "nope", "num-rounds": 0})
-    for key in ("epsilon=", "strategy=", "num-rounds="):
+        RunConfig.from_flower({"epsilon": -1.0, "partition": "nope", "num-rounds": 0})
+    for key in ("epsilon=", "partition=", "num-rounds="):
         assert key in err.value.message
+
+
+# -- learning-rate = 0: the automatic rate, resolved by RunConfig for every entry point ------------
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("sample-dp", PRIVATE_LEARNING_RATE), ("client-dp", PRIVATE_LEARNING_RATE), ("none", NON_PRIVATE_LEARNING_RATE)],
+)
+def test_automatic_learning_rate_follows_the_privacy_mode(mode, expected):
+    for cfg in (
+        RunConfig.from_flower({"privacy-mode": mode}),
+        RunConfig.from_flower({"privacy-mode": mode, "learning-rate": 0}),
+        RunConfig.from_flower(RunConfig().to_flower() | {"privacy-mode": mode}),
+        RunConfig(privacy=PrivacyConfig(mode=mode)),
+    ):
+        assert cfg.training.learning_rate == expected
+        assert RunConfig.from_flower(cfg.to_flower()) == cfg
+
+
+@pytest.mark.parametrize("mode", PRIVACY_MODES)
+@pytest.mark.parametrize("rate", [PRIVATE_LEARNING_RATE, NON_PRIVATE_LEARNING_RATE, 0.2])
+def test_an_explicit_learning_rate_is_kept(mode, rate):
+    cfg = RunConfig.from_flower({"privacy-mode": mode, "learning-rate": rate})
+    assert cfg.training.learning_rate == rate
+    assert RunConfig.from_flower(cfg.to_flower()) == cfg
+    assert RunConfig.from_flower({k: str(v) for k, v in cfg.to_flower().items()}) == cfg  # --run-config strings
