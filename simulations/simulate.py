@@ -18,6 +18,7 @@ from common.config import RunConfig
 from common.datasets.federated import BUILTIN_DATASETS
 from common.datasets.selection import load_run_dataset
 from common.errors import ConfigError
+from server.records import Listener
 from server.strategies import check_strategy
 
 
@@ -71,8 +72,11 @@ def backend_config(num_sites: int, *, verbose: bool = False) -> dict:
     }
 
 
-def run(cfg: RunConfig, *, data_dir: str | None = None, display: Any = None, verbose: bool = False) -> SimulationResult:
-    """Run the federation described by `cfg` (its out_dir must be set) and return its records."""
+def run(
+    cfg: RunConfig, *, data_dir: str | None = None, display: Listener | None = None, verbose: bool = False
+) -> SimulationResult:
+    """Run the federation described by `cfg` (its out_dir must be set) and return its records;
+    `display` gets the run's progress events (the ServerApp runs in this process)."""
     from flwr.simulation import run_simulation
 
     from client.client_app import make_client_app
@@ -95,7 +99,7 @@ def run(cfg: RunConfig, *, data_dir: str | None = None, display: Any = None, ver
     started = time.monotonic()
     try:
         run_simulation(
-            server_app=make_server_app(cfg.to_flower(), listeners=[display] if display is not None else []),
+            server_app=make_server_app(cfg.to_flower(), listeners=[display] if display is not None else ()),
             client_app=make_client_app(cfg.to_flower()),
             num_supernodes=num_sites,
             backend_config=backend_config(num_sites, verbose=verbose),
