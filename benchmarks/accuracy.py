@@ -66,31 +66,31 @@ class Cell:
 
 def all_cells() -> list[Cell]:
     cells = []
-    for part, extra in (("iid", {"data.partition": "iid"}),
-                        ("dirichlet0.5", {"data.partition": "dirichlet", "data.alpha": 0.5})):
+    for part, extra in (("iid", {"partition": "iid"}),
+                        ("dirichlet0.5", {"partition": "dirichlet", "alpha": 0.5})):
         for key in ("eps1", "eps3", "eps8", "nodp"):
             cells.append(Cell(f"pneumonia-{part}-{key}", "pneumonia",
-                              {"data.dataset": "pneumoniamnist", "data.num_sites": 4, **extra, **_privacy(key)}))
+                              {"dataset": "pneumoniamnist", "num-sites": 4, **extra, **_privacy(key)}))
     for strategy in ("fedavg", "fedprox", "fedadam"):
         for key in ("eps1", "eps5", "nodp"):
             cells.append(Cell(f"heart-{strategy}-{key}", "heart",
-                              {"data.dataset": "heart-disease", "data.partition": "natural",
-                               "federation.strategy": strategy, **_privacy(key, non_private_lr=DP_DEFAULT_LR)}))
+                              {"dataset": "heart-disease", "partition": "natural",
+                               "strategy": strategy, **_privacy(key, non_private_lr=DP_DEFAULT_LR)}))
     for model in ("gru", "lstm"):
         for key in ("eps8", "nodp"):
             cells.append(Cell(f"ecg-{model}-{key}", "ecg",
-                              {"data.dataset": "ecg5000", "data.num_sites": 4, "data.partition": "iid",
-                               "training.model": model, **_privacy(key, non_private_lr=DP_DEFAULT_LR)}))
+                              {"dataset": "ecg5000", "num-sites": 4, "partition": "iid",
+                               "model": model, **_privacy(key, non_private_lr=DP_DEFAULT_LR)}))
     return cells
 
 
 def _privacy(key: str, *, non_private_lr: float | None = None) -> dict[str, Any]:
     """Privacy settings of a cell. Non-private cells take medfed's non-private learning rate
-    (NON_PRIVATE_LEARNING_RATE, set by build_config) unless `non_private_lr` pins another."""
+    (NON_PRIVATE_LEARNING_RATE, the automatic rate without DP) unless `non_private_lr` pins another."""
     eps = EPSILONS[key]
     if eps is not None:
-        return {"privacy.mode": "sample-dp", "privacy.epsilon": eps}
-    return {"privacy.mode": "none", **({"training.learning_rate": non_private_lr} if non_private_lr else {})}
+        return {"privacy-mode": "sample-dp", "epsilon": eps}
+    return {"privacy-mode": "none", **({"learning-rate": non_private_lr} if non_private_lr else {})}
 
 
 def select(cells: list[Cell], only: str) -> list[Cell]:
@@ -111,8 +111,8 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool) -
 
     changes = dict(cell.changes)
     if quick:
-        changes.update({"federation.num_rounds": 1, "training.local_epochs": 1})
-    cfg = build_config(**changes, **{"data.seed": seed, "out_dir": str(workdir / f"{cell.name}-seed{seed}")})
+        changes.update({"num-rounds": 1, "local-epochs": 1})
+    cfg = build_config(changes | {"seed": seed, "out-dir": str(workdir / f"{cell.name}-seed{seed}")})
     result = run(cfg, data_dir=data_dir)
     final = result.metrics["final"]
     site_acc = {s: m.get("accuracy") for s, m in final["sites"].items()}

@@ -108,18 +108,18 @@ def one_run(n: int, privacy: str, rounds: int, rows_per_site: int, secagg: bool,
     table = workdir / f"heart-resampled-{n}x{rows_per_site}.csv"
     if not table.exists():
         write_resampled_table(table, n, rows_per_site, data_dir)
-    cfg = build_config(**{
-        "data.dataset": "",
-        "data.data_path": str(table),
-        "data.data_format": "table",
-        "data.partition": "iid",
-        "data.num_sites": n,
-        "training.model": "mlp",
-        "privacy.mode": privacy,
-        "secagg.enabled": secagg,
-        "federation.num_rounds": rounds,
-        "federation.central_eval": True,
-        "out_dir": str(workdir / f"run-{tag}"),
+    cfg = build_config({
+        "dataset": "",
+        "data-path": str(table),
+        "data-format": "table",
+        "partition": "iid",
+        "num-sites": n,
+        "model": "mlp",
+        "privacy-mode": privacy,
+        "secagg": secagg,
+        "num-rounds": rounds,
+        "central-eval": True,
+        "out-dir": str(workdir / f"run-{tag}"),
     })
     with TreeMemory() as mem:
         result = run(cfg, data_dir=data_dir)

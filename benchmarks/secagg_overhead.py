@@ -3,7 +3,7 @@
 Part "grid" -- SecAgg+'s own cost. Simulated hospitals do trivial local work: each returns the
 global weights plus a fixed, bounded update (as in tests/test_secagg_aggregate.py), through
 medfed's real client mods (SecAgg+ masking, update encoding), medfed's strategy
-(`UpdateDecodingStrategy` over FedAvg) and round loop (`MedfedWorkflow`), with the fit step
+(`GuardedStrategy` over FedAvg) and round loop (`MedfedWorkflow`), with the fit step
 either Flower's `SecAggPlusWorkflow` configured by `server.secure_aggregation` or medfed's plain
 fit step. One Flower simulation (Ray) with max(n) hospitals; each round samples n of them, and
 rounds of every (n, size, mode) cell are interleaved (plain/secagg order alternated every
@@ -162,19 +162,17 @@ class RoundRunner:
         from common.config import PrivacyConfig, SecAggConfig
         from common.updates import nbytes
         from server.secure_aggregation import secagg_settings, secagg_workflow
-        from server.strategy import UpdateDecodingStrategy
+        from server.strategies import GuardedStrategy, UpdateGate
         from server.workflow import plain_fit_workflow
 
         settings = secagg_settings(SecAggConfig(), PrivacyConfig(), num_sites=n, largest_site=EXAMPLES)
         initial = [np.zeros(s, dtype=np.float32) for s in shapes_for(params)]
-        self.ctx.strategy = UpdateDecodingStrategy(
+        self.ctx.strategy = GuardedStrategy(
             FedAvg(fraction_fit=n / self.total + 1e-9, fraction_evaluate=0.0, min_fit_clients=n,
                    min_available_clients=n, initial_parameters=ndarrays_to_parameters(initial)),
             initial_weights=initial,
-            update_bound=settings.clipping_range,
-            secure=secure,
+            gate=UpdateGate(update_bound=settings.clipping_range, secure=secure, max_update_bytes=4 * nbytes(initial) + 1024),
             observer=_Null(),
-            max_update_bytes=4 * nbytes(initial) + 1024,
             min_sites=n,
         )
         self.round += 1
@@ -345,7 +343,7 @@ def _default_child(mode: str, rounds: int, out_dir: Path, result_json: Path) -> 
     """One default simulation (child process of `default_part`); writes its round times."""
     from simulations.simulate import build_config, run
 
-    cfg = build_config(**{"federation.num_rounds": rounds, "secagg.enabled": mode == "on", "out_dir": str(out_dir)})
+    cfg = build_config({"num-rounds": rounds, "secagg": mode == "on", "out-dir": str(out_dir)})
     result = run(cfg, data_dir=_bench.data_dir())
     durations = [r["duration_s"] for r in result.metrics["rounds"] if r["round"] >= 1]
     result_json.write_text(json.dumps({"secagg": mode, "round_seconds": durations, "total_seconds": result.seconds,

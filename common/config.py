@@ -15,7 +15,6 @@ from typing import Any, Mapping
 from common.errors import ConfigError
 from common.privacy import PRIVACY_MODES, privacy_mode
 
-STRATEGIES = ("fedavg", "fedprox", "fedadam")
 PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
 MODELS = ("auto", "cnn", "gru", "lstm", "mlp")
 
@@ -46,12 +45,22 @@ class PrivacyConfig:
         return privacy_mode(self.mode).problems(self)
 
 
-# The default local learning rate (0.5, momentum 0.9) is tuned for DP-SGD, where every
-# per-example gradient is clipped to max-grad-norm before averaging. Without clipping the same
-# step size diverges on the CNN (PneumoniaMNIST, 4 hospitals, no DP: AUC 0.71 +- 0.10 and every
-# image called "pneumonia" at 0.5; AUC 0.95 at 0.05; docs/BENCHMARKS.md), so a non-private run
-# that does not choose its learning rate gets this one.
+# learning-rate = 0 (the default) means "automatic", resolved by `RunConfig` for every entry
+# point alike (`medfed simulate`, `flwr run .`, `medfed server run`). The private rate (0.5,
+# momentum 0.9) is tuned for DP-SGD, where every per-example gradient is clipped to
+# max-grad-norm before averaging. Without clipping the same step size diverges on the CNN
+# (PneumoniaMNIST, 4 hospitals, no DP: AUC 0.71 +- 0.10 and every image called "pneumonia" at
+# 0.5; AUC 0.95 at 0.05; docs/BENCHMARKS.md), so a non-private run gets the smaller rate.
+AUTO_LEARNING_RATE = 0.0
+PRIVATE_LEARNING_RATE = 0.5
 NON_PRIVATE_LEARNING_RATE = 0.05
+
+
+def auto_learning_rate(privacy: PrivacyConfig) -> float:
+    """The learning rate `learning-rate = 0` stands for under `privacy` (an unknown mode, which
+    validation refuses anyway, gets the private rate)."""
+    private = privacy.mode not in PRIVACY_MODES or privacy_mode(privacy.mode).private
+    return PRIVATE_LEARNING_RATE if private else NON_PRIVATE_LEARNING_RATE
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class TrainingConfig:
 
     local_epochs: int = 2
     batch_size: int = 128
-    learning_rate: float = 0.5
+    learning_rate: float = AUTO_LEARNING_RATE  # RunConfig resolves 0 (see auto_learning_rate)
     momentum: float = 0.9
     proximal_mu: float = 0.01  # used only by strategy=fedprox
     model: str = "auto"
@@ -71,8 +80,11 @@ class TrainingConfig:
             out.append(f"local-epochs={self.local_epochs} must be >= 1.")
         if self.batch_size < 1:
             out.append(f"batch-size={self.batch_size} must be >= 1.")
-        if not _finite(self.learning_rate) or self.learning_rate <= 0:
-            out.append(f"learning-rate={self.learning_rate} must be a positive number.")
+        if not _finite(self.learning_rate) or self.learning_rate < 0:
+            out.append(
+                f"learning-rate={self.learning_rate} must be a positive number, or 0 for the automatic rate "
+                f"({PRIVATE_LEARNING_RATE} with differential privacy, {NON_PRIVATE_LEARNING_RATE} without)."
+            )
         if not _finite(self.momentum) or not 0 <= self.momentum < 1:
             out.append(f"momentum={self.momentum} must be in [0, 1).")
         if not _finite(self.proximal_mu) or self.proximal_mu < 0:
@@ -137,8 +149,6 @@ class FederationConfig:
         out: list[str] = []
         if self.num_rounds < 1:
             out.append(f"num-rounds={self.num_rounds} must be >= 1.")
-        if self.strategy not in STRATEGIES:
-            out.append(f"strategy={self.strategy!r} is unknown; use one of {', '.join(STRATEGIES)}.")
         if not _finite(self.server_learning_rate) or self.server_learning_rate <= 0:
             out.append(f"server-learning-rate={self.server_learning_rate} must be a positive number.")
         if self.min_sites < 1:
@@ -189,6 +199,14 @@ class RunConfig:
     out_dir: str = ""
     # Names the run across restarts: privacy ledgers and checkpoints are keyed by it.
     run_name: str = ""
+
+    def __post_init__(self) -> None:
+        """Resolve the automatic learning rate, so `training.learning_rate` is always the rate the
+        sites train with. Built once, from the privacy mode it is built with: a later
+        `dataclasses.replace` of the privacy mode keeps the rate already resolved."""
+        if self.training.learning_rate == AUTO_LEARNING_RATE:
+            resolved = dataclasses.replace(self.training, learning_rate=auto_learning_rate(self.privacy))
+            object.__setattr__(self, "training", resolved)
 
     def problems(self) -> list[str]:
         out = (
@@ -253,11 +271,17 @@ class RunConfig:
         return cls(**built, **top).validate()
 
     def to_flower(self) -> dict[str, Any]:
-        """Inverse of `from_flower`: the flat mapping Flower's run_config expects."""
+        """Inverse of `from_flower`: the flat mapping Flower's run_config expects.
+
+        An automatic learning rate is written as 0, as pyproject.toml has it, so the mapping stays
+        a set of defaults to override: `RunConfig().to_flower() | {"privacy-mode": "none"}` gets
+        the non-private rate, as `--run-config "privacy-mode='none'"` does."""
         out: dict[str, Any] = {}
         for key, (section, attr, _typ) in _FLAT_KEYS.items():
             obj = getattr(self, section) if section else self
             out[key] = getattr(obj, attr)
+        if out["learning-rate"] == auto_learning_rate(self.privacy):
+            out["learning-rate"] = AUTO_LEARNING_RATE
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ Conventions (probs has shape (n, K), predictions are the arg-max):
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -87,19 +87,25 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray) -> Metrics:
     return out
 
 
-def weighted_mean(results: Iterable[tuple[int, Metrics]]) -> Metrics:
-    """Example-weighted mean of per-site metrics; a site's None value is skipped (not a zero)."""
-    results = list(results)
-    keys: list[str] = []
-    for _, m in results:
-        keys += [key for key in m if key != "n" and key not in keys]
-    out: Metrics = {}
-    for key in keys:
-        pairs = [(n, m[key]) for n, m in results if m.get(key) is not None and n > 0]
-        total = sum(n for n, _ in pairs)
-        out[key] = float(sum(n * v for n, v in pairs) / total) if total > 0 else None  # type: ignore[operator]
-    out["n"] = sum(n for n, _ in results)
-    return out
+def weighted_mean(results: Iterable[tuple[int, Mapping[str, Any]]]) -> dict[str, float]:
+    """Example-weighted mean, key by key, of the numeric values that sites report.
+
+    The one such mean in medfed: the strategy aggregates the sites' Flower metrics with it and
+    the run records compute the federated metrics with it, so the two always agree. A site's
+    value that is None, text or a boolean is skipped (never counted as a zero), as is a site with
+    no examples; a key no site can weight is left out (Flower metrics cannot hold None); `n` is
+    a count, not a rate, and is not averaged.
+    """
+    totals: dict[str, float] = {}
+    weights: dict[str, int] = {}
+    for n, metrics in results:
+        if n <= 0:
+            continue
+        for key, value in metrics.items():
+            if key != "n" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                totals[key] = totals.get(key, 0.0) + n * float(value)
+                weights[key] = weights.get(key, 0) + n
+    return {key: totals[key] / weights[key] for key in totals}
 
 
 def roc_curve_points(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -9,8 +9,6 @@ from typing import Annotated, Optional
 import typer
 
 from common.cli_support import user_errors, warn
-from common.config import NON_PRIVATE_LEARNING_RATE, TrainingConfig
-from common.privacy import privacy_mode
 from server.deploy_config import load_server_settings
 
 server_app_cli = typer.Typer(
@@ -62,7 +60,7 @@ def run_cmd(
 ) -> None:
     """Submit the run described in \\[run] (plus overrides) and follow it round by round."""
     from server.deployment import connect_cli
-    from server.progress import RunFollower, describe_outputs, failure, final_summary
+    from server.run_follower import RunFollower, describe_outputs, failure, final_summary
     from server.submit import (
         app_defaults,
         build_run_config,
@@ -91,10 +89,6 @@ def run_cmd(
             settings, name=run_name, out_dir=out_dir, overrides=overrides, defaults=app_defaults(stage)
         )
         run_id = submit(stage, sent, env)
-    if not privacy_mode(cfg.privacy.mode).private and cfg.training.learning_rate == TrainingConfig().learning_rate:
-        warn(f"privacy-mode={cfg.privacy.mode} with learning-rate={cfg.training.learning_rate}: that rate is tuned for DP-SGD's "
-             "clipped gradients and tends to diverge without them; next time consider "
-             f"--run-config \"learning-rate={NON_PRIVATE_LEARNING_RATE}\".")
     typer.echo(f"run {run_id} submitted: name {run_name}, {cfg.federation.num_rounds} round(s), outputs in {out_dir}")
     follower = RunFollower(run_id=run_id, out_dir=out_dir, env=env, num_rounds=cfg.federation.num_rounds, echo=typer.echo,
                             run_name=run_name)

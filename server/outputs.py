@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from importlib import metadata
@@ -53,10 +52,9 @@ def write_final_outputs(setup: RunSetup, weights: list[np.ndarray] | None) -> di
     torch.save(setup.model.state_dict(), out_dir / MODEL_FILE)
     atomic_write_json(out_dir / MODEL_META_FILE, meta)
     setup.recorder.write()
-    metrics = json.loads((out_dir / "metrics.json").read_text())
-    privacy = json.loads((out_dir / "privacy.json").read_text())
+    metrics, privacy = setup.recorder.metrics_document(), setup.recorder.privacy_document()
     plots = write_plots(out_dir, metrics, privacy, setup.recorder.final_roc)
     report = write_report(out_dir, metrics, privacy, plots, meta)
     files = {"model": out_dir / MODEL_FILE, "model_meta": out_dir / MODEL_META_FILE, "report": report, **plots}
-    setup.recorder._emit("finished", {"out_dir": str(out_dir), "files": {k: str(v) for k, v in files.items()}})
+    setup.recorder.finished(files)
     return files

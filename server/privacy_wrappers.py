@@ -2,7 +2,7 @@
 
 A mode that adds noise on the server says which wrapper it needs (`aggregate_wrapper`); this
 registry maps the key to Flower's wrapper around the inner strategy. Wrapping happens inside
-UpdateDecodingStrategy, so the wrapper clips and noises decoded updates, never masked integers.
+GuardedStrategy, so the wrapper clips and noises decoded updates, never masked integers.
 """
 
 from __future__ import annotations

@@ -17,11 +17,12 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from common.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from common.metrics import weighted_mean
 
 Listener = Callable[[str, dict], None]
 
@@ -38,6 +39,7 @@ class RunRecorder:
         site_names: list[str],
         secure_aggregation: dict,
         client_dp: dict | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -50,7 +52,7 @@ class RunRecorder:
         }
         if client_dp is not None:
             self.privacy["client_level_dp"] = client_dp
-        self.listeners: list[Listener] = []
+        self.listeners: list[Listener] = list(listeners)
         self.final_roc: dict | None = None
         self._lock = threading.Lock()
         self._round_started: dict[int, float] = {}
@@ -112,21 +114,14 @@ class RunRecorder:
     ) -> None:
         with self._lock:
             r = self._round(server_round)
-            total = sum(n for n, _, _ in site_metrics)
-            weighted: dict[str, float] = {}
-            counts: dict[str, float] = {}
             for n, loss, m in site_metrics:
                 site = str(m.get("site", "?"))
                 entry = r["sites"].setdefault(site, {})
                 entry.update({k: v for k, v in m.items() if k != "site"})
                 entry["loss"] = loss
                 entry["num_test_examples"] = n
-                for key, value in [("loss", loss), *m.items()]:
-                    if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "n":
-                        weighted[key] = weighted.get(key, 0.0) + n * float(value)
-                        counts[key] = counts.get(key, 0.0) + n
-            r["federated"] = {k: weighted[k] / counts[k] for k in weighted if counts[k] > 0}
-            r["federated"]["num_examples"] = total
+            r["federated"] = weighted_mean((n, {"loss": loss, **m}) for n, loss, m in site_metrics)
+            r["federated"]["num_examples"] = sum(n for n, _, _ in site_metrics)
         for failure in failures:
             self.event(server_round, f"evaluation failure: {failure}")
 
@@ -165,8 +160,22 @@ class RunRecorder:
             self.checkpoint(rnd, weights, optimizer_state or {})
         self._emit("round_end", {"round": rnd, "record": r, "privacy": self.privacy})
 
-    # -- files ---------------------------------------------------------------------------------
+    def finished(self, files: Mapping[str, Path]) -> None:
+        """Tell the listeners the run is over and which files it left (the live display's cue)."""
+        self._emit("finished", {"out_dir": str(self.out_dir), "files": {k: str(v) for k, v in files.items()}})
+
+    # -- documents and files ---------------------------------------------------------------------
     def metrics_document(self) -> dict:
+        """What metrics.json holds; the final outputs use it directly instead of reading the file back."""
+        with self._lock:
+            return self._metrics_document()
+
+    def privacy_document(self) -> dict:
+        """What privacy.json holds."""
+        with self._lock:
+            return _clean(self.privacy)
+
+    def _metrics_document(self) -> dict:
         rounds = [self.rounds[k] for k in sorted(self.rounds)]
         last = rounds[-1] if rounds else {}
         return {
@@ -176,8 +185,8 @@ class RunRecorder:
         }
 
     def write(self) -> None:
-        with self._lock:
-            doc = self.metrics_document()
+        with self._lock:  # one snapshot, so metrics.json and privacy.json describe the same moment
+            doc = self._metrics_document()
             privacy = _clean(self.privacy)
         atomic_write_json(self.out_dir / "metrics.json", doc)
         atomic_write_text(self.out_dir / "metrics.csv", _metrics_csv(doc["rounds"]))

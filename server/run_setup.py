@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,14 +20,12 @@ from common.errors import ConfigError
 from common.evaluation import evaluate_model
 from common.metrics import roc_curve_points
 from common.models import build_model, get_weights, resolve_model_name, set_weights
-from server.records import RunRecorder, load_checkpoint
 from common.privacy import privacy_mode
+from server.records import Listener, RunRecorder, load_checkpoint
 from server.secure_aggregation import SecAggSettings, secagg_settings
+from server.strategies import check_strategy
 
 log = logging.getLogger("medfed.server")
-
-# In-process listeners for progress events (the simulation command registers a live display).
-PROGRESS_LISTENERS: list[Callable[[str, dict], None]] = []
 
 
 @dataclass
@@ -46,7 +44,9 @@ class RunSetup:
     optimizer_state: dict
 
 
-def prepare_run(cfg: RunConfig, out_dir: Path) -> RunSetup:
+def prepare_run(cfg: RunConfig, out_dir: Path, *, listeners: Sequence[Listener] = ()) -> RunSetup:
+    """`listeners` receive the recorder's progress events (the simulation's live display)."""
+    check_strategy(cfg.federation.strategy)  # before any data is loaded
     mode = privacy_mode(cfg.privacy.mode)
     cfg = mode.calibrated(cfg)
     dataset = load_run_dataset(cfg.data)
@@ -68,8 +68,8 @@ def prepare_run(cfg: RunConfig, out_dir: Path) -> RunSetup:
         site_names=dataset.site_names(),
         secure_aggregation=secagg.to_dict() if secagg else {"enabled": False},
         client_dp=mode.privacy_record(cfg),
+        listeners=listeners,
     )
-    recorder.listeners.extend(PROGRESS_LISTENERS)
     for warning in mode.setup_warnings(cfg, num_sites):
         recorder.event(0, warning)
     start_round, optimizer_state = 1, {}

@@ -6,7 +6,7 @@ the run configuration from Flower; `make_server_app` binds one in advance (simul
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from flwr.app import Context
 from flwr.server import LegacyContext, ServerApp, ServerConfig
@@ -15,14 +15,15 @@ from flwr.serverapp.grid import Grid
 from common.config import RunConfig
 from common.runs import run_out_dir
 from server.outputs import write_final_outputs
+from server.records import Listener
 from server.run_setup import make_central_evaluator, prepare_run
 from server.secure_aggregation import secagg_workflow
-from server.strategy import build_strategy
+from server.strategies import build_strategy
 from server.workflow import MedfedWorkflow, evaluate_workflow, plain_fit_workflow
 
 
-def run_federation(grid: Grid, context: Context, cfg: RunConfig) -> None:
-    setup = prepare_run(cfg, run_out_dir(cfg, context.run_id))
+def run_federation(grid: Grid, context: Context, cfg: RunConfig, *, listeners: Sequence[Listener] = ()) -> None:
+    setup = prepare_run(cfg, run_out_dir(cfg, context.run_id), listeners=listeners)
     cfg = setup.cfg  # with derived values (e.g. the calibrated client-level DP noise)
     strategy = build_strategy(
         cfg,
@@ -51,13 +52,15 @@ def run_federation(grid: Grid, context: Context, cfg: RunConfig) -> None:
     write_final_outputs(setup, workflow.final_weights)
 
 
-def make_server_app(run_config: Mapping[str, Any] | None = None) -> ServerApp:
+def make_server_app(run_config: Mapping[str, Any] | None = None, *, listeners: Sequence[Listener] = ()) -> ServerApp:
+    """`listeners` get the run's progress events in this process (the simulation's live display)."""
     bound = dict(run_config) if run_config is not None else None
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, context, RunConfig.from_flower(bound if bound is not None else context.run_config))
+        cfg = RunConfig.from_flower(bound if bound is not None else context.run_config)
+        run_federation(grid, context, cfg, listeners=listeners)
 
     return server_app
 

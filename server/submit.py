@@ -30,6 +30,7 @@ from common.config import RunConfig
 from common.errors import ConfigError, FederationError
 from server.deploy_config import CONNECTION, MANAGED_RUN_KEYS, ServerSettings
 from server.flwr_cli import flwr_json
+from server.strategies import check_strategy
 
 APP_PACKAGES = ("common", "client", "server")
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -145,6 +146,7 @@ def build_run_config(
             f"use only keys of [tool.flwr.app.config]: {', '.join(sorted(defaults))}.",
         )
     cfg = RunConfig.from_flower({**defaults, **sent})
+    check_strategy(cfg.federation.strategy)
     return sent, cfg
 
 

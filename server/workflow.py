@@ -25,7 +25,7 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.serverapp.grid import Grid
 
 from server.records import RunRecorder
-from server.strategy import UpdateDecodingStrategy
+from server.strategies import GuardedStrategy
 
 Workflow = Callable[[Grid, Context], None]
 
@@ -141,7 +141,7 @@ class MedfedWorkflow:
 
     def __call__(self, grid: Grid, context: Context) -> None:
         ctx = cast(LegacyContext, context)
-        strategy = cast(UpdateDecodingStrategy, ctx.strategy)
+        strategy = cast(GuardedStrategy, ctx.strategy)
         thread, stop, registered = start_update_client_manager_thread(grid, ctx.client_manager)
         try:
             registered.wait()

@@ -62,7 +62,7 @@ def simulate(
     no_secagg: Annotated[bool, typer.Option("--no-secagg", help="Turn secure aggregation OFF (reported as such).")] = False,
     model: Annotated[Optional[str], typer.Option(help="auto, cnn, gru, lstm or mlp.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Local batch size.")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Local learning rate (default 0.5 with DP-SGD, tuned for clipped gradients; 0.05 with --no-dp).")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Local learning rate; 0 or unset = automatic: 0.5 with differential privacy (tuned for clipped gradients), 0.05 with --no-dp.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for partitions and initial weights.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: a new folder under runs/).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the built-in datasets (or MEDFED_DATA_DIR).")] = None,
@@ -73,7 +73,7 @@ def simulate(
     Default: pneumoniamnist, 4 hospitals with Dirichlet label skew, DP-SGD (epsilon 8 per
     hospital) and SecAgg+.
     """
-    from simulations.progress import LiveDisplay, print_summary
+    from simulations.live_display import LiveDisplay, print_summary
     from simulations.simulate import build_config, default_partition, new_out_dir, run
 
     if no_dp and privacy_mode not in (None, NO_DP.name):
@@ -83,26 +83,26 @@ def simulate(
     part = partition or default_partition(ds, str(data or ""))
     out_dir = out or new_out_dir()
     cfg = build_config(
-        **{
-            "data.dataset": ds,
-            "data.data_path": str(data) if data is not None else None,
-            "data.data_format": format,
-            "data.num_sites": sites,
-            "data.partition": part,
-            "data.alpha": alpha,
-            "data.seed": seed,
-            "training.local_epochs": local_epochs,
-            "training.model": model,
-            "training.batch_size": batch_size,
-            "training.learning_rate": learning_rate,
-            "privacy.mode": mode,
-            "privacy.epsilon": epsilon,
-            "privacy.delta": delta,
-            "privacy.max_grad_norm": max_grad_norm,
-            "secagg.enabled": False if no_secagg else None,
-            "federation.num_rounds": rounds,
-            "federation.strategy": strategy,
-            "out_dir": str(out_dir),
+        {
+            "dataset": ds,
+            "data-path": str(data) if data is not None else None,
+            "data-format": format,
+            "num-sites": sites,
+            "partition": part,
+            "alpha": alpha,
+            "seed": seed,
+            "local-epochs": local_epochs,
+            "model": model,
+            "batch-size": batch_size,
+            "learning-rate": learning_rate,
+            "privacy-mode": mode,
+            "epsilon": epsilon,
+            "delta": delta,
+            "max-grad-norm": max_grad_norm,
+            "secagg": False if no_secagg else None,
+            "num-rounds": rounds,
+            "strategy": strategy,
+            "out-dir": str(out_dir),
         }
     )
     if not PRIVACY_MODES.get(cfg.privacy.mode).private:

@@ -12,12 +12,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from common.config import NON_PRIVATE_LEARNING_RATE, RunConfig
+from common.config import RunConfig
 from common.datasets.federated import BUILTIN_DATASETS
 from common.datasets.selection import load_run_dataset
 from common.errors import ConfigError
+from server.records import Listener
+from server.strategies import check_strategy
 
 
 @dataclasses.dataclass
@@ -35,26 +37,14 @@ def default_partition(dataset: str, data_path: str) -> str:
     return info.default_partition if info is not None else "iid"
 
 
-def build_config(base: RunConfig | None = None, **changes: Any) -> RunConfig:
-    """A validated RunConfig from defaults plus command-line changes (None = keep default).
-
-    A non-private run (`privacy.mode` "none") that leaves the learning rate unset gets
-    NON_PRIVATE_LEARNING_RATE: the default is tuned for clipped DP-SGD gradients."""
-    cfg = base or RunConfig()
-    if changes.get("privacy.mode") == "none" and changes.get("training.learning_rate") is None:
-        changes = {**changes, "training.learning_rate": NON_PRIVATE_LEARNING_RATE}
-    sections: dict[str, dict[str, Any]] = {"data": {}, "training": {}, "privacy": {}, "secagg": {}, "federation": {}}
-    top: dict[str, Any] = {}
-    for key, value in changes.items():
-        if value is None:
-            continue
-        section, _, attr = key.partition(".")
-        if attr:
-            sections[section][attr] = value
-        else:
-            top[key] = value
-    replaced = {name: dataclasses.replace(getattr(cfg, name), **vals) for name, vals in sections.items() if vals}
-    return dataclasses.replace(cfg, **replaced, **top).validate()
+def build_config(changes: Mapping[str, Any]) -> RunConfig:
+    """A validated RunConfig from the defaults plus `changes`, in Flower's kebab-case keys (the
+    keys of pyproject.toml [tool.flwr.app.config], e.g. {"num-sites": 4}); a None value keeps the
+    default. The same keys and the same RunConfig.from_flower as `flwr run .`, so a simulation
+    resolves every setting (the automatic learning rate included) as a deployed run does."""
+    cfg = RunConfig.from_flower(RunConfig().to_flower() | {k: v for k, v in changes.items() if v is not None})
+    check_strategy(cfg.federation.strategy)
+    return cfg
 
 
 def new_out_dir(root: Path = Path("runs")) -> Path:
@@ -96,12 +86,14 @@ def seed_driver(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(cfg: RunConfig, *, data_dir: str | None = None, display: Any = None, verbose: bool = False) -> SimulationResult:
-    """Run the federation described by `cfg` (its out_dir must be set) and return its records."""
+def run(
+    cfg: RunConfig, *, data_dir: str | None = None, display: Listener | None = None, verbose: bool = False
+) -> SimulationResult:
+    """Run the federation described by `cfg` (its out_dir must be set) and return its records;
+    `display` gets the run's progress events (the ServerApp runs in this process)."""
     from flwr.simulation import run_simulation
 
     from client.client_app import make_client_app
-    from server import run_setup
     from server.server_app import make_server_app
 
     if data_dir:
@@ -118,13 +110,11 @@ def run(cfg: RunConfig, *, data_dir: str | None = None, display: Any = None, ver
     previous_level = flower_logger.level
     if not verbose:
         flower_logger.setLevel(logging.WARNING)
-    if display is not None:
-        run_setup.PROGRESS_LISTENERS.append(display)
     seed_driver(cfg.data.seed)
     started = time.monotonic()
     try:
         run_simulation(
-            server_app=make_server_app(cfg.to_flower()),
+            server_app=make_server_app(cfg.to_flower(), listeners=[display] if display is not None else ()),
             client_app=make_client_app(cfg.to_flower()),
             num_supernodes=num_sites,
             backend_config=backend_config(num_sites, verbose=verbose),
@@ -132,8 +122,6 @@ def run(cfg: RunConfig, *, data_dir: str | None = None, display: Any = None, ver
         )
     finally:
         flower_logger.setLevel(previous_level)
-        if display is not None:
-            run_setup.PROGRESS_LISTENERS.remove(display)
     seconds = time.monotonic() - started
     metrics_path = out_dir / "metrics.json"
     if not (out_dir / "report.html").exists():

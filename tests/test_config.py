@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from common.config import (
     MODELS,
     PARTITIONS,
-    STRATEGIES,
+    NON_PRIVATE_LEARNING_RATE,
+    PRIVATE_LEARNING_RATE,
     DataConfig,
     FederationConfig,
     PrivacyConfig,
@@ -23,6 +24,7 @@ from common.config import (
 from common.errors import ConfigError
 from common.privacy import PRIVACY_MODES
 from common.privacy.mode import ACCOUNTANTS, CLIPPINGS
+from server.strategies import STRATEGIES
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -73,7 +75,7 @@ def valid_configs(draw) -> RunConfig:
     )
     federation = FederationConfig(
         num_rounds=draw(st.integers(1, 1000)),
-        strategy=draw(st.sampled_from(STRATEGIES)),
+        strategy=draw(st.sampled_from(STRATEGIES.names())),
         server_learning_rate=draw(positive),
         min_sites=min_sites,
         round_timeout=draw(positive),
@@ -116,7 +118,7 @@ INVALID = [
     ("num-rounds", 0, {}),
     ("local-epochs", -3, {}),
     ("batch-size", 2.5, {}),
-    ("strategy", "fedsgd", {}),
+    ("learning-rate", -0.1, {}),
     ("privacy-mode", "maximum", {}),
     ("accountant", "gdp", {}),
     ("clipping", "per-layer", {}),
@@ -185,6 +187,31 @@ def test_a_non_mapping_is_a_config_error(not_a_mapping):
 
 def test_all_problems_are_reported_at_once():
     with pytest.raises(ConfigError) as err:
-        RunConfig.from_flower({"epsilon": -1.0, "strategy": "nope", "num-rounds": 0})
-    for key in ("epsilon=", "strategy=", "num-rounds="):
+        RunConfig.from_flower({"epsilon": -1.0, "partition": "nope", "num-rounds": 0})
+    for key in ("epsilon=", "partition=", "num-rounds="):
         assert key in err.value.message
+
+
+# -- learning-rate = 0: the automatic rate, resolved by RunConfig for every entry point ------------
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("sample-dp", PRIVATE_LEARNING_RATE), ("client-dp", PRIVATE_LEARNING_RATE), ("none", NON_PRIVATE_LEARNING_RATE)],
+)
+def test_automatic_learning_rate_follows_the_privacy_mode(mode, expected):
+    for cfg in (
+        RunConfig.from_flower({"privacy-mode": mode}),
+        RunConfig.from_flower({"privacy-mode": mode, "learning-rate": 0}),
+        RunConfig.from_flower(RunConfig().to_flower() | {"privacy-mode": mode}),
+        RunConfig(privacy=PrivacyConfig(mode=mode)),
+    ):
+        assert cfg.training.learning_rate == expected
+        assert RunConfig.from_flower(cfg.to_flower()) == cfg
+
+
+@pytest.mark.parametrize("mode", PRIVACY_MODES)
+@pytest.mark.parametrize("rate", [PRIVATE_LEARNING_RATE, NON_PRIVATE_LEARNING_RATE, 0.2])
+def test_an_explicit_learning_rate_is_kept(mode, rate):
+    cfg = RunConfig.from_flower({"privacy-mode": mode, "learning-rate": rate})
+    assert cfg.training.learning_rate == rate
+    assert RunConfig.from_flower(cfg.to_flower()) == cfg
+    assert RunConfig.from_flower({k: str(v) for k, v in cfg.to_flower().items()}) == cfg  # --run-config strings

@@ -22,11 +22,12 @@ from client.cli import client_cli
 from client.site_config import load_site_config
 from client.status import connection_from_log
 from common import pki
+from common.config import NON_PRIVATE_LEARNING_RATE
 from common.errors import ConfigError, DataError, FederationError, SecurityError
 from server import deployment
 from server.cli import server_app_cli
 from server.deploy_config import load_server_settings
-from server.progress import round_line
+from server.run_follower import round_line
 from server.submit import build_run_config, choose_out_dir, parse_overrides, stage_app
 
 app = typer.Typer()
@@ -194,6 +195,10 @@ def test_run_config_overrides_names_and_out_dirs(tmp_path: Path, pki_dir: Path) 
         build_run_config(cfg, name="t", out_dir=out, overrides={"epsilon": -1.0}, defaults=defaults)
     with pytest.raises(ConfigError, match="Unknown run setting"):
         build_run_config(cfg, name="t", out_dir=out, overrides={"epochs": 1}, defaults=defaults)
+    with pytest.raises(ConfigError, match="strategy='fedsgd' is unknown; use one of fedavg"):
+        build_run_config(cfg, name="t", out_dir=out, overrides={"strategy": "fedsgd"}, defaults=defaults)
+    nodp = build_run_config(cfg, name="t", out_dir=out, overrides={"privacy-mode": "none"}, defaults=defaults)[1]
+    assert nodp.training.learning_rate == NON_PRIVATE_LEARNING_RATE  # the same automatic rate as `medfed simulate`
     out.mkdir(parents=True)
     (out / "report.html").write_text("done")
     again, note = choose_out_dir(cfg.runs_dir, "trial")
@@ -224,22 +229,22 @@ def test_round_line_shows_metrics_epsilon_and_events() -> None:
 
 def test_follower_gives_up_with_a_resume_hint_when_the_superlink_is_gone(tmp_path: Path, monkeypatch) -> None:
     """A server that dies mid-run must not leave the operator's terminal waiting in silence."""
-    from server import progress
+    from server import run_follower
     from server.flwr_cli import FlwrResult
 
     calls: list[int] = []
-    monkeypatch.setattr(progress, "FILE_POLL_S", 0.01)
-    monkeypatch.setattr(progress, "LOST_RETRY_S", 0.05)
-    monkeypatch.setattr(progress, "LOST_AFTER_S", 0.3)
+    monkeypatch.setattr(run_follower, "FILE_POLL_S", 0.01)
+    monkeypatch.setattr(run_follower, "LOST_RETRY_S", 0.05)
+    monkeypatch.setattr(run_follower, "LOST_AFTER_S", 0.3)
 
     def refused(*args, **kwargs):
         calls.append(1)
         return FlwrResult(success=False, **{"error-message": "connection refused"})
 
-    monkeypatch.setattr(progress, "flwr_json", refused)
+    monkeypatch.setattr(run_follower, "flwr_json", refused)
     (tmp_path / "metrics.json").write_text(json.dumps({"rounds": [{"round": 0}, {"round": 1}]}))
-    follower = progress.RunFollower(run_id=7, out_dir=tmp_path, env={}, num_rounds=3, echo=lambda line: None,
-                                    run_name="heart-x")
+    follower = run_follower.RunFollower(run_id=7, out_dir=tmp_path, env={}, num_rounds=3, echo=lambda line: None,
+                                        run_name="heart-x")
     with pytest.raises(FederationError) as err:
         follower.follow()
     assert "Lost contact with the SuperLink" in err.value.problem and "connection refused" in err.value.problem

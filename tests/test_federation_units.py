@@ -10,14 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server.strategy import DifferentialPrivacyClientSideFixedClipping, FedAdam, FedAvg, FedProx
 from flwr.common.secure_aggregation.quantization import dequantize, quantize
 
-from common.config import PrivacyConfig, RunConfig, SecAggConfig
+from common.config import NON_PRIVATE_LEARNING_RATE, PrivacyConfig, RunConfig, SecAggConfig
+from common.registry import Registry
 from common.errors import ConfigError, ModelMismatchError
 from common.updates import check_arrays, decode_update, encode_update
 from server.records import RunRecorder, load_checkpoint
 from server.secure_aggregation import secagg_settings
-from server.strategy import build_strategy
+from server import strategies
+from server.strategies import STRATEGIES, build_strategy, check_strategy
+from simulations.simulate import build_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,6 +31,23 @@ def test_pyproject_defaults_are_the_config_defaults() -> None:
     flower_cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
     assert RunConfig.from_flower(flower_cfg) == RunConfig(), "pyproject [tool.flwr.app.config] drifted from RunConfig"
     assert set(flower_cfg) == set(RunConfig().to_flower()), "every knob must be in pyproject"
+
+
+def test_build_config_takes_flower_keys_and_none_keeps_the_default(tmp_path: Path) -> None:
+    cfg = build_config({"num-sites": 5, "privacy-mode": "none", "strategy": "fedprox", "epsilon": None,
+                        "out-dir": str(tmp_path)})
+    assert (cfg.data.num_sites, cfg.privacy.mode, cfg.federation.strategy) == (5, "none", "fedprox")
+    assert cfg.privacy.epsilon == PrivacyConfig().epsilon and cfg.out_dir == str(tmp_path)
+    assert cfg.training.learning_rate == NON_PRIVATE_LEARNING_RATE  # the same rule as `flwr run .`
+    assert cfg == RunConfig.from_flower({"num-sites": 5, "privacy-mode": "none", "strategy": "fedprox",
+                                         "out-dir": str(tmp_path)})
+
+
+def test_build_config_refuses_other_spellings_and_unknown_strategies() -> None:
+    with pytest.raises(ConfigError, match="data.num_sites"):
+        build_config({"data.num_sites": 5})
+    with pytest.raises(ConfigError, match="fedsgd"):
+        build_config({"strategy": "fedsgd"})
 
 
 # -- update codec --------------------------------------------------------------------------------
@@ -94,7 +115,6 @@ def test_secagg_needs_three_sites() -> None:
         ({"secagg-num-shares": 2}, "secagg-num-shares"),
         ({"epsilon": -1.0}, "epsilon"),
         ({"delta": 1.0}, "delta"),
-        ({"strategy": "fedsgd"}, "strategy"),
         ({"min-sites": 9}, "min-sites"),
     ],
 )
@@ -123,6 +143,49 @@ def _strategy(tmp_path: Path, *, secure: bool, mode: str = "sample-dp", strategy
     g = [np.zeros((2, 2), np.float32), np.ones(3, np.float32)]
     strat = build_strategy(cfg, initial_weights=g, num_sites=3, observer=recorder, update_bound=1.0, evaluate_fn=None)
     return strat, recorder, g
+
+
+def test_strategy_registry_names_every_builtin_strategy(tmp_path: Path) -> None:
+    assert STRATEGIES.names() == ("fedavg", "fedprox", "fedadam")
+    for name, flower_type in (("fedavg", FedAvg), ("fedprox", FedProx), ("fedadam", FedAdam)):
+        strat, _, _ = _strategy(tmp_path / name, secure=False, strategy=name)
+        assert type(strat.inner) is flower_type
+
+
+def test_unknown_strategy_is_a_config_error_naming_the_known_ones(tmp_path: Path) -> None:
+    cfg = RunConfig.from_flower({"strategy": "fedsgd"})  # common/ cannot know the server's strategies
+    for refuse in (lambda: check_strategy("fedsgd"),
+                   lambda: build_strategy(cfg, initial_weights=[np.zeros(2, np.float32)], num_sites=4,
+                                          observer=None, update_bound=1.0, evaluate_fn=None)):
+        with pytest.raises(ConfigError) as err:
+            refuse()
+        assert "strategy='fedsgd'" in err.value.problem
+        assert all(name in err.value.problem and name in err.value.fix for name in STRATEGIES.names())
+
+
+def test_a_registered_strategy_is_built_by_build_strategy(tmp_path: Path, monkeypatch) -> None:
+    seen: list[tuple[RunConfig, dict]] = []
+
+    def build_test(cfg: RunConfig, common: dict) -> FedAvg:
+        seen.append((cfg, common))
+        return FedAvg(**common)
+
+    registry = Registry("strategy", setting="strategy")
+    registry.register("test-strategy", build_test)
+    monkeypatch.setattr(strategies, "STRATEGIES", registry)
+    strat, _, _ = _strategy(tmp_path, secure=False, mode="client-dp", strategy="test-strategy")
+    assert [cfg.federation.strategy for cfg, _ in seen] == ["test-strategy"]
+    assert seen[0][1]["min_fit_clients"] == 2 and seen[0][1]["accept_failures"] is True
+    assert isinstance(strat.inner, DifferentialPrivacyClientSideFixedClipping)  # the DP step still wraps it
+    assert type(strat.inner.strategy) is FedAvg
+
+
+def test_site_metrics_are_aggregated_with_the_example_weighted_mean(tmp_path: Path) -> None:
+    strat, recorder, _ = _strategy(tmp_path, secure=False)
+    fit = strat.inner.fit_metrics_aggregation_fn([(1, {"site": "a", "train_loss": 1.0}), (3, {"site": "b", "train_loss": 2.0})])
+    assert fit == {"train_loss": pytest.approx(1.75)}
+    recorder.on_evaluate_results(1, [(1, 0.5, {"site": "a", "auc": 0.6, "n": 1}), (3, 1.0, {"site": "b", "auc": 1.0, "n": 3})], [])
+    assert recorder.rounds[1]["federated"] == {"loss": pytest.approx(0.875), "auc": pytest.approx(0.9), "num_examples": 4}
 
 
 def test_plain_updates_are_averaged_into_weights_and_bad_ones_rejected(tmp_path: Path) -> None:
@@ -180,6 +243,20 @@ def test_fedadam_state_survives_a_checkpoint(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a, b)
     doc = json.loads((tmp_path / "metrics.json").read_text())
     assert [r["round"] for r in doc["rounds"]] == [1]
+
+
+def test_recorder_documents_are_what_it_writes_and_listeners_are_passed_in(tmp_path: Path) -> None:
+    events: list[tuple[str, dict]] = []
+    recorder = RunRecorder(tmp_path, config={"k": 1}, privacy_mode="sample-dp", site_names=["a"], secure_aggregation={},
+                           listeners=[lambda kind, payload: events.append((kind, payload))])
+    recorder.start_round(1)
+    recorder.on_fit_results(1, [(10, {"site": "a", "epsilon": 0.5, "delta": 1e-4, "epsilon_budget": 8.0})], [])
+    recorder.end_round(1, weights=None, optimizer_state=None)
+    assert recorder.metrics_document() == json.loads((tmp_path / "metrics.json").read_text())
+    assert recorder.privacy_document() == json.loads((tmp_path / "privacy.json").read_text())
+    recorder.finished({"report": tmp_path / "report.html"})
+    assert [kind for kind, _ in events] == ["round_start", "fit_done", "round_end", "finished"]
+    assert events[-1][1] == {"out_dir": str(tmp_path), "files": {"report": str(tmp_path / "report.html")}}
 
 
 class _Sites:

@@ -18,14 +18,14 @@ MEMORY_BOUND = 6 * 2**30  # the machine has 24 GiB; a 50-site run must stay far 
 
 def test_fifty_hospitals_complete_with_bounded_memory(tmp_path: Path, data_dir: Path) -> None:
     cfg = build_config(
-        **{
-            "data.dataset": "pneumoniamnist",
-            "data.num_sites": 50,
-            "data.partition": "iid",
-            "training.local_epochs": 1,
-            "federation.num_rounds": 1,
-            "federation.min_sites": 40,
-            "out_dir": str(tmp_path / "run"),
+        {
+            "dataset": "pneumoniamnist",
+            "num-sites": 50,
+            "partition": "iid",
+            "local-epochs": 1,
+            "num-rounds": 1,
+            "min-sites": 40,
+            "out-dir": str(tmp_path / "run"),
         }
     )
     with PeakMemory() as mem:

@@ -69,8 +69,17 @@ def test_weighted_mean_skips_none():
     m = weighted_mean([(10, a), (30, b)])
     assert m["accuracy"] == pytest.approx((5 + 30) / 40)
     assert m["auc"] == pytest.approx(0.8)  # the None site is skipped, not counted as 0
-    assert m["n"] == 40
-    assert weighted_mean([(5, {"auc": None})])["auc"] is None
+    assert "n" not in m  # a count, not a rate
+    assert "auc" not in weighted_mean([(5, {"auc": None})])
+
+
+def test_weighted_mean_weights_by_examples_and_drops_text_booleans_and_empty_sites():
+    m = weighted_mean([
+        (1, {"site": "a", "loss": 1.0, "scaled": True}),
+        (3, {"site": "b", "loss": 3.0, "epsilon": 2}),
+        (0, {"loss": 100.0, "accuracy": 1.0}),
+    ])
+    assert m == {"loss": pytest.approx((1 * 1.0 + 3 * 3.0) / 4), "epsilon": pytest.approx(2.0)}
 
 
 def test_roc_curve_points_binary():

@@ -21,7 +21,7 @@ from flwr.simulation import run_simulation
 from client.mods import CLIENT_MODS
 from common.config import PrivacyConfig, SecAggConfig
 from server.secure_aggregation import secagg_settings, secagg_workflow
-from server.strategy import UpdateDecodingStrategy
+from server.strategies import GuardedStrategy, UpdateGate
 from server.workflow import MedfedWorkflow, evaluate_workflow
 
 SHAPES = [(4, 3), (5,)]
@@ -55,7 +55,7 @@ class NullObserver:
         return lambda *a, **k: None
 
 
-class Spy(UpdateDecodingStrategy):
+class Spy(GuardedStrategy):
     received: list[list[np.ndarray]] = []
 
     def aggregate_fit(self, server_round, results, failures):
@@ -82,10 +82,8 @@ def test_strategy_sees_only_the_weighted_sum() -> None:
             FedAvg(min_fit_clients=3, min_available_clients=3, min_evaluate_clients=3,
                    initial_parameters=ndarrays_to_parameters(GLOBAL)),
             initial_weights=GLOBAL,
-            update_bound=settings.clipping_range,
-            secure=True,
+            gate=UpdateGate(update_bound=settings.clipping_range, secure=True, max_update_bytes=10**6),
             observer=NullObserver(),
-            max_update_bytes=10**6,
             min_sites=2,
         )
         workflow = MedfedWorkflow(

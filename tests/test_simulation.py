@@ -64,14 +64,14 @@ def _check_outputs(out: Path, cfg: RunConfig) -> dict:
 
 def test_private_secure_federation_learns_and_writes_every_output(tmp_path: Path, data_dir: Path) -> None:
     cfg = build_config(
-        **{
-            "data.dataset": "pneumoniamnist",
-            "data.num_sites": 3,
-            "data.partition": "iid",
-            "training.local_epochs": 1,
-            "federation.num_rounds": 3,
-            "privacy.epsilon": 8.0,
-            "out_dir": str(tmp_path / "run"),
+        {
+            "dataset": "pneumoniamnist",
+            "num-sites": 3,
+            "partition": "iid",
+            "local-epochs": 1,
+            "num-rounds": 3,
+            "epsilon": 8.0,
+            "out-dir": str(tmp_path / "run"),
         }
     )
     result = run(cfg, data_dir=str(data_dir))
@@ -101,16 +101,16 @@ def test_hospital_format_path_with_client_level_dp(tmp_path: Path, data_dir: Pat
     """A hospital's own UCR table, partitioned into 3 sites, with client-level DP (noise added by
     the server after SecAgg+, calibrated from the epsilon budget): runs, learns, and records it."""
     cfg = build_config(
-        **{
-            "data.dataset": "",
-            "data.data_path": str(data_dir / "ecg5000-train" / "ECG5000_TRAIN.txt"),
-            "data.data_format": "ucr",
-            "data.num_sites": 3,
-            "data.partition": "iid",
-            "privacy.mode": "client-dp",
-            "privacy.epsilon": 8.0,
-            "federation.num_rounds": 2,
-            "out_dir": str(tmp_path / "ucr"),
+        {
+            "dataset": "",
+            "data-path": str(data_dir / "ecg5000-train" / "ECG5000_TRAIN.txt"),
+            "data-format": "ucr",
+            "num-sites": 3,
+            "partition": "iid",
+            "privacy-mode": "client-dp",
+            "epsilon": 8.0,
+            "num-rounds": 2,
+            "out-dir": str(tmp_path / "ucr"),
         }
     )
     result = run(cfg, data_dir=str(data_dir))

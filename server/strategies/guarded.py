@@ -1,16 +1,17 @@
-"""The server-side strategy stack, composed by wrapping (outermost first):
+"""The outermost layer of the server's strategy stack, around Flower's strategy.
 
-  UpdateDecodingStrategy  — sites send bounded updates (client/mods.py); turn the (securely
-                            aggregated) update back into weights, check unprotected updates,
-                            keep refused sites out, and tell the recorder what came in.
-  DifferentialPrivacyClientSideFixedClipping (client-level DP only; Flower's wrapper: noise
-                            is added to the aggregate, after secure aggregation)
-  FedAvg | FedProx | FedAdam (Flower's strategies)
+Flower's strategies average whatever arrives. Before they do, this layer
+  * asks the `UpdateGate` for each site's weights (bounded update decoded, checked) and keeps
+    rejected sites and sites that refused to train out of the average;
+  * skips the aggregation when fewer than `min_sites` updates remain (the quorum);
+  * reports every result, rejection and missed quorum to the observer (the run's records);
+  * hands the global model back in the model's own dtypes;
+  * exposes the server optimiser's state (FedAdam moments) for checkpoints.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from flwr.common import (
@@ -25,17 +26,15 @@ from flwr.common import (
 )
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
-from flwr.server.strategy import (
-    FedAdam,
-    FedAvg,
-    FedProx,
-    Strategy,
-)
+from flwr.server.strategy import Strategy
 
-from common.config import RunConfig
 from common.errors import ModelMismatchError
-from common.updates import SERVER_ROUND_KEY, UPDATE_BOUND_KEY, check_arrays, decode_update, nbytes
-from server.privacy_wrappers import wrap_for_privacy
+from common.updates import SERVER_ROUND_KEY, UPDATE_BOUND_KEY
+from server.strategies.update_gate import UpdateGate
+
+__all__ = ["GuardedStrategy", "RoundObserver"]
+
+OPTIMIZER_STATE_KEYS = ("m_t", "v_t", "current_weights")  # FedAdam's moments and its weights
 
 
 class RoundObserver(Protocol):
@@ -50,31 +49,23 @@ class RoundObserver(Protocol):
     def quorum_not_reached(self, server_round: int, *, available: int, needed: int) -> None: ...
 
 
-EvaluateFn = Callable[[int, list[np.ndarray], dict[str, Scalar]], tuple[float, dict[str, Scalar]] | None]
-
-
-class UpdateDecodingStrategy(Strategy):
-    """See module docstring. `secure` says whether results arrive securely aggregated (then every
-    result carries the same aggregate and individual updates are never seen)."""
+class GuardedStrategy(Strategy):
+    """See the module docstring; `inner` is Flower's strategy (possibly wrapped for client-level DP)."""
 
     def __init__(
         self,
         inner: Strategy,
         *,
         initial_weights: list[np.ndarray],
-        update_bound: float,
-        secure: bool,
+        gate: UpdateGate,
         observer: RoundObserver,
-        max_update_bytes: int,
         min_sites: int,
     ) -> None:
         self.inner = inner
-        self.min_sites = min_sites
         self.global_weights = [np.asarray(w) for w in initial_weights]
-        self.update_bound = update_bound
-        self.secure = secure
+        self.gate = gate
         self.observer = observer
-        self.max_update_bytes = max_update_bytes
+        self.min_sites = min_sites
 
     # -- setup ---------------------------------------------------------------------------
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
@@ -86,7 +77,7 @@ class UpdateDecodingStrategy(Strategy):
         self.global_weights = parameters_to_ndarrays(parameters)
         instructions = self.inner.configure_fit(server_round, parameters, client_manager)
         for _, ins in instructions:
-            ins.config[UPDATE_BOUND_KEY] = float(self.update_bound)
+            ins.config[UPDATE_BOUND_KEY] = float(self.gate.update_bound)
             ins.config[SERVER_ROUND_KEY] = int(server_round)
         return instructions
 
@@ -97,34 +88,12 @@ class UpdateDecodingStrategy(Strategy):
         results: list[tuple[ClientProxy, FitRes]],
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        failure_notes = [_describe_failure(f) for f in failures]
         results = _in_site_order(results)
-        accepted: list[tuple[ClientProxy, FitRes]] = []
-        for proxy, res in results:
-            site = str(res.metrics.get("site", proxy.node_id))
-            if res.num_examples == 0:
-                continue  # a site that refused to train (budget): recorded, not averaged
-            try:
-                delta = parameters_to_ndarrays(res.parameters)
-                if self.secure and len(delta) == len(self.global_weights):
-                    # SecAgg+ dequantises to float64; compare against the model's own dtypes.
-                    delta = [np.asarray(d).astype(np.asarray(g).dtype) for d, g in zip(delta, self.global_weights)]
-                if not self.secure:
-                    if nbytes(delta) > self.max_update_bytes:
-                        raise ModelMismatchError(
-                            f"update of {nbytes(delta)} bytes exceeds the limit of {self.max_update_bytes} bytes.",
-                            "the site is misconfigured or hostile.",
-                        )
-                    check_arrays(delta, self.global_weights, what=f"update from {site}", max_abs=self.update_bound * (1 + 1e-6))
-                else:
-                    check_arrays(delta, self.global_weights, what="securely aggregated update")
-            except ModelMismatchError as err:
-                self.observer.on_rejected_update(server_round, site, err.problem)
-                continue
-            weights = decode_update(self.global_weights, delta)
-            accepted.append((proxy, _with_parameters(res, ndarrays_to_parameters(weights))))
+        accepted = self._admitted(server_round, results)
         self.observer.on_fit_results(
-            server_round, [(res.num_examples, dict(res.metrics)) for _, res in results], failure_notes
+            server_round,
+            [(res.num_examples, dict(res.metrics)) for _, res in results],
+            [_describe_failure(f) for f in failures],
         )
         if len(accepted) < self.min_sites:
             self.observer.quorum_not_reached(server_round, available=len(accepted), needed=self.min_sites)
@@ -132,13 +101,27 @@ class UpdateDecodingStrategy(Strategy):
         params, metrics = self.inner.aggregate_fit(server_round, accepted, failures)
         if params is None:
             return None, metrics
+        return ndarrays_to_parameters(self._in_model_dtypes(parameters_to_ndarrays(params))), metrics
+
+    def _admitted(self, server_round: int, results: list[tuple[ClientProxy, FitRes]]) -> list[tuple[ClientProxy, FitRes]]:
+        """The results to average, their updates decoded into weights; rejections are reported."""
+        accepted: list[tuple[ClientProxy, FitRes]] = []
+        for proxy, res in results:
+            if res.num_examples == 0:
+                continue  # a site that refused to train (budget): recorded, not averaged
+            site = str(res.metrics.get("site", proxy.node_id))
+            try:
+                weights = self.gate.admit(parameters_to_ndarrays(res.parameters), self.global_weights, site=site)
+            except ModelMismatchError as err:
+                self.observer.on_rejected_update(server_round, site, err.problem)
+                continue
+            accepted.append((proxy, _with_parameters(res, ndarrays_to_parameters(weights))))
+        return accepted
+
+    def _in_model_dtypes(self, weights: list[np.ndarray]) -> list[np.ndarray]:
         # Server optimisers (FedAdam) and DP noise compute in float64: the global model keeps the
         # model's own dtypes, or every site would (rightly) refuse it.
-        weights = [
-            np.asarray(w).astype(np.asarray(g).dtype, copy=False)
-            for w, g in zip(parameters_to_ndarrays(params), self.global_weights)
-        ]
-        return ndarrays_to_parameters(weights), metrics
+        return [np.asarray(w).astype(np.asarray(g).dtype, copy=False) for w, g in zip(weights, self.global_weights)]
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
@@ -167,7 +150,7 @@ class UpdateDecodingStrategy(Strategy):
         """Server-optimiser state (FedAdam moments) to checkpoint; empty for FedAvg/FedProx."""
         base = _base_strategy(self.inner)
         state: dict[str, Any] = {}
-        for key in ("m_t", "v_t", "current_weights"):
+        for key in OPTIMIZER_STATE_KEYS:
             value = getattr(base, key, None)
             if value is not None:
                 state[key] = [np.asarray(v) for v in value]
@@ -200,57 +183,3 @@ def _describe_failure(failure: Any) -> str:
         return str(failure) or type(failure).__name__
     _proxy, res = failure
     return f"{res.status.code.name}: {res.status.message}"
-
-
-def build_strategy(
-    cfg: RunConfig,
-    *,
-    initial_weights: list[np.ndarray],
-    num_sites: int,
-    observer: RoundObserver,
-    update_bound: float,
-    evaluate_fn: EvaluateFn | None,
-) -> UpdateDecodingStrategy:
-    fed = cfg.federation
-    initial = ndarrays_to_parameters(initial_weights)
-    common: dict[str, Any] = dict(
-        fraction_fit=1.0,
-        fraction_evaluate=1.0,
-        min_fit_clients=fed.min_sites,
-        min_evaluate_clients=fed.min_sites,
-        min_available_clients=fed.min_sites,
-        evaluate_fn=evaluate_fn,
-        initial_parameters=initial,
-        accept_failures=True,
-        fit_metrics_aggregation_fn=_numeric_weighted_mean,
-        evaluate_metrics_aggregation_fn=_numeric_weighted_mean,
-    )
-    inner: Strategy
-    if fed.strategy == "fedavg":
-        inner = FedAvg(**common)
-    elif fed.strategy == "fedprox":
-        inner = FedProx(proximal_mu=cfg.training.proximal_mu, **common)
-    else:  # fedadam (validated by RunConfig)
-        inner = FedAdam(eta=fed.server_learning_rate, eta_l=cfg.training.learning_rate, **common)
-    inner = wrap_for_privacy(inner, cfg.privacy, num_sites=num_sites)
-    return UpdateDecodingStrategy(
-        inner,
-        initial_weights=initial_weights,
-        update_bound=update_bound,
-        secure=cfg.secagg.enabled,
-        observer=observer,
-        max_update_bytes=4 * nbytes(initial_weights) + 1024,
-        min_sites=fed.min_sites,
-    )
-
-
-def _numeric_weighted_mean(items: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scalar]:
-    """Example-weighted mean of every numeric metric (site names and other strings are dropped)."""
-    totals: dict[str, float] = {}
-    weights: dict[str, float] = {}
-    for n, metrics in items:
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and n > 0:
-                totals[key] = totals.get(key, 0.0) + n * float(value)
-                weights[key] = weights.get(key, 0.0) + n
-    return {k: totals[k] / weights[k] for k in totals}
