@@ -46,7 +46,7 @@ def check(
         typer.Option(
             "--format",
             help="Format of --path, inferred from the path when unambiguous: "
-            + "; ".join(f"{name} ({f.description})" for name, f in FORMATS.items())
+            + "; ".join(f"{name}: {f.description}" for name, f in FORMATS.items())
             + ".",
         ),
     ] = None,

@@ -21,7 +21,7 @@ def read(path: Path, options: ReadOptions) -> RawData:
 
 FORMAT = HospitalFormat(
     name="dicom",
-    description="a folder of DICOM files (one 2-D image each) with a labels.csv (filename,label[,split])",
+    description="a folder of DICOM files, one 2-D image each, with a labels.csv of filename,label[,split]",
     read=read,
     folder_suffixes=(".dcm",),
 )

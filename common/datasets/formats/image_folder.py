@@ -23,7 +23,7 @@ def read(path: Path, options: ReadOptions) -> RawData:
 
 FORMAT = HospitalFormat(
     name="image-folder",
-    description="a folder of PNG/JPEG images with a labels.csv (filename,label[,split])",
+    description="a folder of PNG/JPEG images with a labels.csv of filename,label[,split]",
     read=read,
     folder_suffixes=IMAGE_SUFFIXES,
     folder_marker="labels.csv",

@@ -19,7 +19,7 @@ def read(path: Path, options: ReadOptions) -> RawData:
 
 FORMAT = HospitalFormat(
     name="wfdb",
-    description="WFDB records (.hea/.dat) with beat annotations (.atr): a folder or one record",
+    description="a folder of WFDB records or one record: .hea/.dat with .atr beat annotations",
     read=read,
     suffixes=(".hea", ".atr", ".dat"),
     folder_suffixes=(".hea",),
