@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from common.datasets.check import check_dataset
 from common.datasets.contract import FederatedDataset, SiteData, Split
@@ -75,7 +74,7 @@ def load_hospital(
     else:
         is_test = stratified_test_mask(y, test_fraction, seed, raw.source)
     name = site_name or (path.name if path.is_dir() else path.stem) or "site"
-    site = SiteData(name, _split(raw.x, y, ~is_test), _split(raw.x, y, is_test))
+    site = SiteData(name, Split.of(raw.x[~is_test], y[~is_test]), Split.of(raw.x[is_test], y[is_test]))
     _require_usable_splits(site, class_names, raw.source, explicit=raw.split is not None)
     ds = FederatedDataset(
         name=name,
@@ -195,10 +194,6 @@ def stratified_test_mask(y: np.ndarray, test_fraction: float, seed: int, source:
             "add more examples, raise test_fraction, or give an explicit split (a split column / npz test arrays).",
         )
     return is_test
-
-
-def _split(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Split:
-    return Split(torch.from_numpy(np.ascontiguousarray(x[mask], dtype=np.float32)), torch.from_numpy(y[mask]))
 
 
 def _require_usable_splits(site: SiteData, class_names: list[str], source: Path, *, explicit: bool) -> None:
