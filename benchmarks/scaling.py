@@ -42,9 +42,9 @@ import _bench  # noqa: E402
 def write_resampled_table(path: Path, num_sites: int, rows_per_site: int, data_dir: str, seed: int = 0) -> dict:
     """CSV: num_sites * rows_per_site training rows resampled from real heart-disease training
     rows, plus the real test rows (split column), label column `label`."""
-    from common.datasets.builtin import HEART_FEATURES, load_heart_disease
+    from common.datasets.builtin import heart_disease
 
-    heart = load_heart_disease(data_dir)
+    heart = heart_disease.load(data_dir)
     train_x = np.concatenate([s.train.x.numpy() for s in heart.sites.values()])
     train_y = np.concatenate([s.train.y.numpy() for s in heart.sites.values()])
     test_x = np.concatenate([s.test.x.numpy() for s in heart.sites.values()])
@@ -52,7 +52,7 @@ def write_resampled_table(path: Path, num_sites: int, rows_per_site: int, data_d
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(train_y), size=num_sites * rows_per_site)
     x = np.concatenate([train_x[pick], test_x])
-    df = pd.DataFrame(x, columns=HEART_FEATURES)
+    df = pd.DataFrame(x, columns=list(heart_disease.FEATURES))
     df["label"] = np.concatenate([train_y[pick], test_y]).astype(int)
     df["split"] = ["train"] * len(pick) + ["test"] * len(test_y)
     df.to_csv(path, index=False)

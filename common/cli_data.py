@@ -18,9 +18,12 @@ from rich.table import Table
 
 from common.cli_support import user_errors
 from common.config import DataConfig
+from common.datasets.builtin import BUILTIN_DATASETS
 from common.datasets.check import summarise
 from common.datasets.contract import FederatedDataset
-from common.datasets.hospital import FORMATS, load_hospital
+from common.datasets.datadir import resolve_data_dir
+from common.datasets.formats import FORMATS
+from common.datasets.hospital import load_hospital
 from common.errors import ConfigError, DataError, MedfedError
 
 data_app = typer.Typer(
@@ -33,7 +36,7 @@ data_app = typer.Typer(
 @user_errors
 def check(
     dataset: Annotated[
-        str | None, typer.Option("--dataset", help="A built-in dataset: heart-disease, pneumoniamnist or ecg5000.")
+        str | None, typer.Option("--dataset", help=f"A built-in dataset: {', '.join(BUILTIN_DATASETS)}.")
     ] = None,
     path: Annotated[
         Path | None, typer.Option("--path", help="A hospital's data: a file or folder (see docs/DATA.md).")
@@ -41,7 +44,10 @@ def check(
     fmt: Annotated[
         str | None,
         typer.Option(
-            "--format", help=f"Format of --path: {', '.join(FORMATS)}. Inferred from the path when unambiguous."
+            "--format",
+            help="Format of --path, inferred from the path when unambiguous: "
+            + "; ".join(f"{name}: {f.description}" for name, f in FORMATS.items())
+            + ".",
         ),
     ] = None,
     json_out: Annotated[
@@ -126,14 +132,13 @@ def _load_builtin(
     name: str, data_dir: Path | None, sites: int | None, partition: str | None, alpha: float | None, seed: int
 ) -> FederatedDataset:
     # Imported here so `medfed data check --path ...` works even where built-in support is absent.
-    from common.datadir import resolve_data_dir
-    from common.datasets.federated import dataset_info, load_federated
+    from common.datasets.federated import load_federated
 
     defaults = DataConfig()
     cfg = DataConfig(
         dataset=name,
         num_sites=defaults.num_sites if sites is None else sites,
-        partition=partition or dataset_info(name).default_partition,
+        partition=partition or BUILTIN_DATASETS.get(name).info.default_partition,
         alpha=defaults.alpha if alpha is None else alpha,
         seed=seed,
     )

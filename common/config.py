@@ -12,9 +12,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from common.datasets.builtin import BUILTIN_DATASETS
+from common.datasets.formats import FORMATS
 from common.errors import ConfigError
 from common.privacy import PRIVACY_MODES, privacy_mode
 
+# "natural" (a dataset's own hospitals) and the virtual partitions of
+# common.datasets.federated.PARTITIONERS (kept in step by a test: that module imports torch).
 PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
 MODELS = ("auto", "cnn", "gru", "lstm", "mlp")
 
@@ -176,8 +180,12 @@ class DataConfig:
         out: list[str] = []
         if not self.dataset and not self.data_path:
             out.append("Neither dataset nor data-path is set; name a built-in dataset or a hospital data path.")
+        if self.dataset and (problem := BUILTIN_DATASETS.problem(self.dataset)):
+            out.append(f"{problem} (Or set data-path and data-format for a hospital's own files.)")
         if self.data_path and not self.data_format:
             out.append("data-path is set but data-format is not; set data-format (see `medfed data check --help`).")
+        if self.data_format and (problem := FORMATS.problem(self.data_format)):
+            out.append(problem)
         if self.num_sites < 1:
             out.append(f"num-sites={self.num_sites} must be >= 1.")
         if self.partition not in PARTITIONS:

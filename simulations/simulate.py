@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from common.config import RunConfig
-from common.datasets.federated import BUILTIN_DATASETS
+from common.datasets.builtin import BUILTIN_DATASETS
 from common.datasets.selection import load_run_dataset
 from common.errors import ConfigError
 from server.records import Listener
@@ -31,10 +31,9 @@ class SimulationResult:
 
 
 def default_partition(dataset: str, data_path: str) -> str:
-    if data_path:
-        return "iid"
-    info = BUILTIN_DATASETS.get(dataset)
-    return info.default_partition if info is not None else "iid"
+    if data_path or dataset not in BUILTIN_DATASETS:
+        return "iid"  # an unknown dataset is reported by the config validation that follows
+    return BUILTIN_DATASETS.get(dataset).info.default_partition
 
 
 def build_config(changes: Mapping[str, Any]) -> RunConfig:

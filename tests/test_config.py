@@ -21,6 +21,8 @@ from common.config import (
     SecAggConfig,
     TrainingConfig,
 )
+from common.datasets.builtin import BUILTIN_DATASETS
+from common.datasets.formats import FORMATS
 from common.errors import ConfigError
 from common.privacy import PRIVACY_MODES
 from common.privacy.mode import ACCOUNTANTS, CLIPPINGS
@@ -41,9 +43,9 @@ def valid_configs(draw) -> RunConfig:
     min_sites = draw(st.integers(threshold if secagg_on else 1, num_sites))
     data_path = draw(st.one_of(st.just(""), text.filter(bool)))
     data = DataConfig(
-        dataset=draw(st.sampled_from(["pneumoniamnist", "uci-heart-disease", "ecg5000"])),
+        dataset=draw(st.sampled_from(BUILTIN_DATASETS.names())),
         data_path=data_path,
-        data_format=draw(text.filter(bool)) if data_path else "",
+        data_format=draw(st.sampled_from(FORMATS.names())) if data_path else "",
         num_sites=num_sites,
         partition=draw(st.sampled_from(PARTITIONS)),
         alpha=draw(positive),
@@ -124,6 +126,8 @@ INVALID = [
     ("clipping", "per-layer", {}),
     ("model", "resnet", {}),
     ("partition", "random", {}),
+    ("dataset", "cifar10", {}),
+    ("data-format", "hdf5", {"data-path": "ward7.h5"}),
     ("secagg-threshold", 5, {"secagg-num-shares": 3}),
     ("secagg-threshold", 3, {"secagg-num-shares": 3}),
     ("secagg-num-shares", 9, {"num-sites": 4}),

@@ -18,7 +18,11 @@ from PIL import Image
 
 from common.datasets.check import check_dataset, summarise
 from common.datasets.contract import FederatedDataset, SiteData, Split
-from common.datasets.hospital import FORMATS, infer_format, load_hospital
+from common.config import DataConfig
+from common.datasets.formats import FORMATS
+from common.datasets.formats.base import HospitalFormat, ReadOptions
+from common.datasets.hospital import infer_format, load_hospital
+from common.datasets.loaders.base import RawData
 from common.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(0)
@@ -521,7 +525,74 @@ def test_infer_format(tmp_path, data_dir):
     with pytest.raises(ConfigError, match="--format"):
         infer_format(tmp_path / "export.bin")  # unknown suffix
     data_error(lambda: infer_format(tmp_path / "gone.bin"), "gone.bin", "does not exist")
-    assert FORMATS == ("npz", "image-folder", "dicom", "wfdb", "ucr", "table")
+    assert FORMATS.names() == ("npz", "image-folder", "dicom", "wfdb", "ucr", "table")
+
+
+SUFFIXES = {
+    ".npz": "npz", ".csv": "table", ".parquet": "table", ".pq": "table", ".txt": "ucr", ".tsv": "ucr",
+    ".hea": "wfdb", ".atr": "wfdb", ".dat": "wfdb", ".CSV": "table",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("suffix", "fmt"), SUFFIXES.items())
+def test_infer_format_for_each_suffix(tmp_path, suffix, fmt):
+    assert infer_format(tmp_path / f"export{suffix}") == fmt  # named, not yet there
+    (tmp_path / f"export{suffix}").write_bytes(b"")
+    assert infer_format(tmp_path / f"export{suffix}") == fmt
+
+
+def test_every_registered_suffix_is_inferred(tmp_path):
+    for name, fmt in FORMATS.items():
+        for suffix in fmt.suffixes:
+            assert infer_format(tmp_path / f"x{suffix}") == name
+
+
+@pytest.mark.parametrize(("files", "fmt"), [(["a.dcm", "labels.csv"], "dicom"), (["a.hea", "a.dat"], "wfdb")])
+def test_infer_format_of_a_folder(tmp_path, files, fmt):
+    for name in files:
+        (tmp_path / name).write_bytes(b"")
+    assert infer_format(tmp_path) == fmt
+
+
+def test_empty_folder_names_every_folder_signature(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        infer_format(tmp_path)
+    assert ".dcm files" in err.value.problem and ".hea files" in err.value.problem
+    assert ".png/.jpg/.jpeg files with a labels.csv" in err.value.problem
+
+
+def test_unknown_format_errors_name_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_hospital(tmp_path / "x.h5", "hdf5")
+    assert "hdf5" in err.value.problem and all(name in err.value.fix for name in FORMATS.names())
+    (problem,) = DataConfig(data_path="x.h5", data_format="hdf5").problems()
+    assert problem.startswith("data-format='hdf5' is unknown") and "image-folder" in problem
+    assert DataConfig(data_path="", data_format="").problems() == []  # a built-in dataset needs no format
+
+
+def _read_toy(path: Path, options: ReadOptions) -> RawData:
+    """One example per line: 'label value value ...'."""
+    rows = np.loadtxt(path, ndmin=2)
+    return RawData(x=rows[:, 1:].astype(np.float32), labels=rows[:, 0].astype(np.int64), modality="tabular",
+                   source=path)
+
+
+@pytest.fixture
+def register_format(monkeypatch):
+    """Register into a copy of the registry, so each test leaves FORMATS as it found it."""
+    monkeypatch.setattr(FORMATS, "_entries", dict(FORMATS._entries))
+    return lambda fmt: FORMATS.register(fmt.name, fmt)
+
+
+def test_format_registered_in_a_test_loads_through_load_hospital(tmp_path, register_format):
+    register_format(HospitalFormat(name="toy", description="a test format", read=_read_toy, suffixes=(".toy",)))
+    path = tmp_path / "ward.toy"
+    path.write_text("".join(f"{i % 2} {i} {i * 0.5}\n" for i in range(20)))
+    assert infer_format(path) == "toy"
+    ds = load_hospital(path, None)
+    site = assert_contract(ds, "tabular", (2,))
+    assert (len(site.train), len(site.test)) == (16, 4)
+    assert DataConfig(data_path=str(path), data_format="toy").problems() == []
 
 
 def test_unknown_format_and_missing_path(tmp_path):

@@ -1,1 +1,2 @@
-"""Datasets: the shared contract, built-in datasets, partitioners and hospital loaders."""
+"""Datasets: the shared contract, the built-in datasets (`builtin`, with their verified
+downloads), the hospital formats (`formats`, read by `loaders`), partitioners and checks."""

@@ -25,6 +25,13 @@ class Split:
     x: torch.Tensor
     y: torch.Tensor
 
+    @classmethod
+    def of(cls, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> "Split":
+        """A split from numpy arrays or tensors, converted to the contract's float32 / int64."""
+        xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+        yt = y if isinstance(y, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(y))
+        return cls(xt.float(), yt.long())
+
     def __len__(self) -> int:
         return int(self.y.shape[0])
 

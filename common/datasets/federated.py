@@ -1,6 +1,7 @@
 """From a `DataConfig` to the federation's sites: load a built-in dataset, partition it.
 
-* ``partition = "natural"``: the dataset's own hospitals (Fed-Heart-Disease only).
+* ``partition = "natural"``: the dataset's own hospitals (`DatasetInfo.natural_sites`; of the
+  built-in datasets, Fed-Heart-Disease has them).
 * ``iid`` / ``dirichlet`` / ``quantity``: the pooled *training* rows are partitioned into
   ``site-0 .. site-{n-1}``; each site holds out a stratified 20 % of its own rows as its test
   split (its local evaluation never sees other sites' data). The dataset's held-out test split
@@ -11,7 +12,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from common.config import DataConfig
-from common.datasets import builtin
+from common.datasets.builtin import BUILTIN_DATASETS
+from common.datasets.builtin.base import BuiltinDataset
 from common.datasets.contract import FederatedDataset, SiteData, Split
 from common.datasets.partition import (
     partition_dirichlet,
@@ -28,40 +29,9 @@ from common.datasets.partition import (
     stratified_split,
 )
 from common.errors import ConfigError
+from common.registry import Registry
 
 SITE_TEST_FRACTION = 0.2
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a built-in dataset, without loading it."""
-
-    modality: str
-    default_partition: str
-    input_shape: tuple[int, ...]
-    num_classes: int
-    class_names: tuple[str, ...]
-    natural_sites: tuple[str, ...] = ()
-
-
-BUILTIN_DATASETS: dict[str, DatasetInfo] = {
-    "heart-disease": DatasetInfo(
-        "tabular", "natural", (len(builtin.HEART_FEATURES),), 2, tuple(builtin.HEART_CLASSES),
-        tuple(builtin.HEART_SITES),
-    ),
-    "pneumoniamnist": DatasetInfo("image", "dirichlet", (1, 28, 28), 2, tuple(builtin.PNEUMONIA_CLASSES)),
-    "ecg5000": DatasetInfo(
-        "signal", "dirichlet", (1, builtin.ECG5000_LENGTH), len(builtin.ECG5000_CLASSES),
-        tuple(builtin.ECG5000_CLASSES),
-    ),
-}
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    """Modality, input shape and classes of a built-in dataset (no file is read)."""
-    if name not in BUILTIN_DATASETS:
-        raise _unknown_dataset(name)
-    return BUILTIN_DATASETS[name]
 
 
 def load_federated(cfg: DataConfig, data_dir: str | Path | None = None) -> FederatedDataset:
@@ -70,15 +40,22 @@ def load_federated(cfg: DataConfig, data_dir: str | Path | None = None) -> Feder
     if problems:
         raise ConfigError("Invalid data configuration:\n  - " + "\n  - ".join(problems),
                           "change the values above in the run configuration.")
-    info = dataset_info(cfg.dataset)
+    dataset = BUILTIN_DATASETS.get(cfg.dataset)
     if cfg.partition == "natural":
-        if not info.natural_sites:
-            raise ConfigError(
-                f"partition=natural needs a dataset with natural sites, but {cfg.dataset} has none.",
-                "use partition=iid, dirichlet or quantity (or dataset=heart-disease).",
-            )
-        return builtin.load_heart_disease(data_dir)
-    return partition_sites(_LOADERS[cfg.dataset](data_dir, cfg.seed), cfg)
+        return _natural_sites(dataset, data_dir, cfg.seed)
+    return partition_sites(dataset.load(data_dir, cfg.seed), cfg)
+
+
+def _natural_sites(dataset: BuiltinDataset, data_dir: str | Path | None = None, seed: int = 0) -> FederatedDataset:
+    """``dataset`` with its own hospitals as sites; a ConfigError when it has none."""
+    if not dataset.info.natural_sites:
+        with_sites = [name for name, d in BUILTIN_DATASETS.items() if d.info.natural_sites]
+        raise ConfigError(
+            f"partition=natural needs a dataset with natural sites, but {dataset.name} has none.",
+            f"use partition={', '.join(PARTITIONERS)} to split it into virtual sites, "
+            f"or a dataset with natural sites: {', '.join(with_sites)}.",
+        )
+    return dataset.load(data_dir, seed)
 
 
 def partition_sites(dataset: FederatedDataset, cfg: DataConfig) -> FederatedDataset:
@@ -99,7 +76,7 @@ def partition_sites(dataset: FederatedDataset, cfg: DataConfig) -> FederatedData
     if central is None:  # e.g. heart-disease: the hospitals' own test rows, pooled
         central = _concat([s.test for s in dataset.sites.values()])
     y = pool_train.y.numpy()
-    parts = PARTITIONERS[cfg.partition](y, cfg)
+    parts = PARTITIONERS.get(cfg.partition)(y, cfg)
     sites: dict[str, SiteData] = {}
     fractions = (1 - SITE_TEST_FRACTION, SITE_TEST_FRACTION)
     for i, idx in enumerate(parts):
@@ -118,20 +95,13 @@ def partition_sites(dataset: FederatedDataset, cfg: DataConfig) -> FederatedData
     )
 
 
-# partition name -> (labels, config) -> index arrays, one per site
-PARTITIONERS: dict[str, Callable[[np.ndarray, DataConfig], list[np.ndarray]]] = {
-    "iid": lambda y, cfg: partition_iid(y, cfg.num_sites, cfg.seed),
-    "dirichlet": lambda y, cfg: partition_dirichlet(y, cfg.num_sites, cfg.alpha, cfg.seed),
-    "quantity": lambda y, cfg: partition_quantity(y, cfg.num_sites, cfg.alpha, cfg.seed),
-}
-
-
-_LOADERS: dict[str, Callable[[str | Path | None, int], FederatedDataset]] = {
-    "heart-disease": lambda d, _seed: builtin.load_heart_disease(d),
-    "pneumoniamnist": lambda d, _seed: builtin.load_pneumoniamnist(d),
-    # the seed also fixes ECG5000's train/val/test split, so one number reproduces the run
-    "ecg5000": lambda d, seed: builtin.load_ecg5000(d, seed=seed),
-}
+# The virtual partitions: (labels, config) -> index arrays, one per site. Together with
+# "natural" they are the values of the ``partition`` setting (common.config.PARTITIONS).
+Partitioner = Callable[[np.ndarray, DataConfig], list[np.ndarray]]
+PARTITIONERS: Registry[Partitioner] = Registry("virtual partition", setting="partition")
+PARTITIONERS.register("iid", lambda y, cfg: partition_iid(y, cfg.num_sites, cfg.seed))
+PARTITIONERS.register("dirichlet", lambda y, cfg: partition_dirichlet(y, cfg.num_sites, cfg.alpha, cfg.seed))
+PARTITIONERS.register("quantity", lambda y, cfg: partition_quantity(y, cfg.num_sites, cfg.alpha, cfg.seed))
 
 
 def _site_seed(seed: int, site: int) -> int:
@@ -146,10 +116,3 @@ def _concat(splits: list[Split]) -> Split:
 def _take(split: Split, idx: np.ndarray) -> Split:
     index = torch.from_numpy(np.asarray(idx, dtype=np.int64))
     return Split(split.x[index], split.y[index])
-
-
-def _unknown_dataset(name: str) -> ConfigError:
-    return ConfigError(
-        f"dataset={name!r} is not a built-in dataset.",
-        f"use one of: {', '.join(BUILTIN_DATASETS)} (or data-path + data-format for a hospital's own files).",
-    )

@@ -1,7 +1,7 @@
 """A hospital's own data -> a one-site `FederatedDataset`, checked before anything trains on it.
 
-`load_hospital` reads one of six formats (see `FORMATS` and docs/DATA.md), encodes labels,
-makes a stratified train/test split when the files carry none, and refuses anything a
+`load_hospital` reads any registered format (`common.datasets.formats.FORMATS`, docs/DATA.md),
+encodes labels, makes a stratified train/test split when the files carry none, and refuses anything a
 federation could silently mis-learn from: NaN/inf, wrong shapes, labels out of range, empty
 splits or a training split with a single class. Every refusal is a `DataError` naming the
 file (and row/column where known) and the fix, never a library traceback.
@@ -14,18 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from common.datasets.check import check_dataset
 from common.datasets.contract import FederatedDataset, SiteData, Split
+from common.datasets.formats import FORMATS
+from common.datasets.formats.base import ReadOptions
 from common.datasets.loaders.base import RawData
-from common.datasets.loaders.images import IMAGE_SUFFIXES, read_dicom_folder, read_image_folder
-from common.datasets.loaders.npz import read_npz
-from common.datasets.loaders.signals import DEFAULT_WINDOW_S, read_ucr, read_wfdb, ucr_label_name
-from common.datasets.loaders.table import PARQUET_SUFFIXES, read_table
+from common.datasets.loaders.signals import DEFAULT_WINDOW_S, ucr_label_name
 from common.errors import ConfigError, DataError
-
-FORMATS = ("npz", "image-folder", "dicom", "wfdb", "ucr", "table")
 
 
 def load_hospital(
@@ -45,7 +41,7 @@ def load_hospital(
 ) -> FederatedDataset:
     """Load one hospital's files as a single-site `FederatedDataset`.
 
-    ``fmt`` is one of `FORMATS` (None or "" infers it from the path, see `infer_format`).
+    ``fmt`` names a registered format (None or "" infers it from the path, see `infer_format`).
     ``image_size``/``channels``/``labels_csv`` apply to image folders and DICOM (npz keeps its
     own size); ``window`` (seconds before, after the R peak) and ``leads`` to WFDB;
     ``label_column`` to tables. When the files carry no train/test split, a stratified split
@@ -54,28 +50,23 @@ def load_hospital(
     largest label + 1 and every class must occur.
     """
     path = Path(path).expanduser()
-    fmt = fmt or infer_format(path)
-    if fmt not in FORMATS:
-        raise ConfigError(f"Data format {fmt!r} is unknown.", f"use one of: {', '.join(FORMATS)}.")
+    hospital_format = FORMATS.get(fmt or infer_format(path))
     if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
         raise ConfigError(f"test_fraction={test_fraction!r} must be between 0 and 1 (exclusive).", "use e.g. 0.2.")
     if num_classes is not None and num_classes < 2:
         raise ConfigError(f"num_classes={num_classes} must be at least 2.", "pass the task's number of classes.")
-    if not path.exists() and not (fmt == "wfdb" and path.with_suffix(".hea").is_file()):
+    if not hospital_format.exists(path):
         raise DataError(f"The data path {path} does not exist.", "check the path (data-path / --path).")
 
-    if fmt == "npz":
-        raw = read_npz(path, channels=channels)
-    elif fmt == "image-folder":
-        raw = read_image_folder(path, image_size=image_size, channels=channels, labels_csv=labels_csv)
-    elif fmt == "dicom":
-        raw = read_dicom_folder(path, image_size=image_size, channels=channels, labels_csv=labels_csv)
-    elif fmt == "wfdb":
-        raw = read_wfdb(path, window=window, leads=leads)
-    elif fmt == "ucr":
-        raw = read_ucr(path)
-    else:
-        raw = read_table(path, label_column=label_column)
+    options = ReadOptions(
+        image_size=image_size,
+        channels=channels,
+        label_column=label_column,
+        labels_csv=labels_csv,
+        window=window,
+        leads=leads,
+    )
+    raw = hospital_format.read(path, options)
 
     y, class_names = encode_labels(raw, num_classes)
     if raw.split is not None:
@@ -83,7 +74,7 @@ def load_hospital(
     else:
         is_test = stratified_test_mask(y, test_fraction, seed, raw.source)
     name = site_name or (path.name if path.is_dir() else path.stem) or "site"
-    site = SiteData(name, _split(raw.x, y, ~is_test), _split(raw.x, y, is_test))
+    site = SiteData(name, Split.of(raw.x[~is_test], y[~is_test]), Split.of(raw.x[is_test], y[is_test]))
     _require_usable_splits(site, class_names, raw.source, explicit=raw.split is not None)
     ds = FederatedDataset(
         name=name,
@@ -103,43 +94,32 @@ def load_hospital(
 
 
 def infer_format(path: Path) -> str:
-    """Guess the format from the path when only one reading is possible; else ask for it."""
+    """The one registered format whose signature fits ``path``; else ask for ``--format``.
+
+    A file (or a path that does not exist) is recognised by its suffix, then as a record named
+    without its suffix (WFDB); a folder by the files it holds (see `HospitalFormat`).
+    """
     path = Path(path)
-    suffix = path.suffix.lower()
+    formats = FORMATS.items()
     if path.is_file() or not path.exists():
-        by_suffix = {
-            ".npz": "npz",
-            ".csv": "table",
-            ".txt": "ucr",
-            ".tsv": "ucr",
-            ".hea": "wfdb",
-            ".atr": "wfdb",
-            ".dat": "wfdb",
-        }
-        by_suffix.update(dict.fromkeys(PARQUET_SUFFIXES, "table"))
-        if suffix in by_suffix:
-            return by_suffix[suffix]
-        if path.with_suffix(".hea").is_file():
-            return "wfdb"
-        if not path.exists():
+        found = [name for name, f in formats if f.names_file(path)] or [
+            name for name, f in formats if f.names_record(path)
+        ]
+        if not found and not path.exists():
             raise DataError(f"The data path {path} does not exist.", "check the path (data-path / --path).")
-        raise ConfigError(
-            f"Cannot tell the data format of {path} from its name.",
-            f"pass --format (data-format) with one of: {', '.join(FORMATS)}.",
-        )
+        return _only(found, f"Cannot tell the data format of {path} from its name")
     suffixes = {p.suffix.lower() for p in path.iterdir() if p.is_file()}
-    found = []
-    if ".dcm" in suffixes:
-        found.append("dicom")
-    if ".hea" in suffixes:
-        found.append("wfdb")
-    if suffixes & set(IMAGE_SUFFIXES) and (path / "labels.csv").is_file():
-        found.append("image-folder")
+    found = [name for name, f in formats if f.fits_folder(path, suffixes)]
+    signatures = " or ".join(f.folder_signature() for _, f in formats if f.folder_suffixes)
+    return _only(found, f"Cannot tell the data format of the folder {path}", f"it holds no {signatures}")
+
+
+def _only(found: list[str], problem: str, why_none: str = "") -> str:
     if len(found) == 1:
         return found[0]
-    why = f"it could be {' or '.join(found)}" if found else "it holds no .dcm, .hea or image files with a labels.csv"
+    why = f"it could be {' or '.join(found)}" if found else why_none
     raise ConfigError(
-        f"Cannot tell the data format of the folder {path}: {why}.",
+        f"{problem}{': ' + why if why else ''}.",
         f"pass --format (data-format) with one of: {', '.join(FORMATS)}.",
     )
 
@@ -214,10 +194,6 @@ def stratified_test_mask(y: np.ndarray, test_fraction: float, seed: int, source:
             "add more examples, raise test_fraction, or give an explicit split (a split column / npz test arrays).",
         )
     return is_test
-
-
-def _split(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Split:
-    return Split(torch.from_numpy(np.ascontiguousarray(x[mask], dtype=np.float32)), torch.from_numpy(y[mask]))
 
 
 def _require_usable_splits(site: SiteData, class_names: list[str], source: Path, *, explicit: bool) -> None:

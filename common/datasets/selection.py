@@ -11,7 +11,7 @@ import functools
 from pathlib import Path
 
 from common.config import DataConfig
-from common.datadir import resolve_data_dir
+from common.datasets.datadir import resolve_data_dir
 from common.datasets.contract import FederatedDataset
 
 

@@ -26,7 +26,6 @@ from common.datasets.loaders.base import (
 )
 from common.errors import ConfigError, DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MIN_SIZE, MAX_SIZE = 28, 224
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.datasets.formats.table import PARQUET_SUFFIXES
 from common.datasets.loaders.base import SPLITS, RawData, file_sha256, reading, require_nonempty_file
 from common.errors import DataError
-
-PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def read_table(path: Path, *, label_column: str = "label") -> RawData:
