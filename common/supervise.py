@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -149,6 +149,18 @@ def signal_if_same(pid: int, starttime: int, sig: int) -> bool:
     return True
 
 
+def stop_processes(processes: Iterable[tuple[int, int]], grace: float) -> None:
+    """SIGTERM each (pid, starttime) that is still that process; SIGKILL whatever is left
+    after `grace` s. For descendants that escaped their parent's process group."""
+    alive = [d for d in processes if signal_if_same(*d, signal.SIGTERM)]
+    end = time.monotonic() + grace
+    while alive and time.monotonic() < end:
+        time.sleep(0.1)
+        alive = [d for d in alive if proc_stat(d[0]) is not None]
+    for d in alive:
+        signal_if_same(*d, signal.SIGKILL)
+
+
 def pid_alive(pid: int) -> bool:
     return proc_stat(pid) is not None
 
@@ -235,13 +247,7 @@ class Child:
                     self._killpg(signal.SIGKILL)
                     self.wait(10)
             self._killpg(signal.SIGKILL)  # members left behind by a leader that exited first
-            alive = [d for d in self._known if signal_if_same(*d, signal.SIGTERM)]
-            end = time.monotonic() + grace
-            while alive and time.monotonic() < end:
-                time.sleep(0.1)
-                alive = [d for d in alive if proc_stat(d[0]) is not None]
-            for d in alive:
-                signal_if_same(*d, signal.SIGKILL)
+            stop_processes(self._known, grace)
             self._reader.join(timeout=5)
             return self.popen.returncode
 

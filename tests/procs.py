@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from client.daemon import free_port, node_config_text
-from common.supervise import descendants, proc_stat, signal_if_same, strip_ansi
+from common.supervise import descendants, signal_if_same, stop_processes, strip_ansi
 from server import flwr_cli
 from server.flwr_cli import FlwrResult, run_in_own_group
 
@@ -125,7 +125,7 @@ class ManagedProcess:
                 f"--- last lines of {self.log_path}:\n{self.tail()}"
             ) from None
 
-    def rememberdescendants(self) -> None:
+    def remember_descendants(self) -> None:
         """Record the current process tree so that children which left our process group
         (e.g. the SuperLink's SuperExec) can still be stopped after the parent died."""
         if self.is_running():
@@ -140,7 +140,7 @@ class ManagedProcess:
             if self._stopped:
                 return self.popen.returncode
             self._timer.cancel()
-            self.rememberdescendants()
+            self.remember_descendants()
             if self.is_running():
                 self._signal_group(signal.SIGTERM)
                 try:
@@ -150,7 +150,7 @@ class ManagedProcess:
                     self.popen.wait(timeout=10)
             # Our group may still hold children (the leader died first); take them too.
             self._signal_group(signal.SIGKILL)
-            self._stopdescendants(grace)
+            stop_processes(self._known_descendants, grace)
             self._stopped = True
             _LIVE.discard(self)
             return self.popen.returncode
@@ -158,7 +158,7 @@ class ManagedProcess:
     def kill(self) -> int | None:
         """Crash the process: SIGKILL its group and every descendant at once, no clean-up
         (what a power cut or the OOM killer does). Returns the exit code (-9)."""
-        self.rememberdescendants()
+        self.remember_descendants()
         self._signal_group(signal.SIGKILL)
         for d in self._known_descendants:
             signal_if_same(*d, signal.SIGKILL)
@@ -173,15 +173,6 @@ class ManagedProcess:
             os.killpg(self.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-
-    def _stopdescendants(self, grace: float) -> None:
-        alive = [d for d in self._known_descendants if signal_if_same(*d, signal.SIGTERM)]
-        end = time.monotonic() + grace
-        while alive and time.monotonic() < end:
-            time.sleep(0.1)
-            alive = [d for d in alive if proc_stat(d[0]) is not None]
-        for d in alive:
-            signal_if_same(*d, signal.SIGKILL)
 
     def _on_deadline(self) -> None:
         self.deadline_exceeded = True
@@ -257,7 +248,7 @@ class ProcessGroup:
         """Stop everything: first, in parallel, all processes not started with `stop_last`
         (SuperNodes need ~2 s each to deactivate), then the `stop_last` ones (the SuperLink)."""
         for proc in self.processes:
-            proc.rememberdescendants()
+            proc.remember_descendants()
         first = [p for p in self.processes if p not in self._last]
         for wave in (first, [p for p in self.processes if p in self._last]):
             threads = [threading.Thread(target=p.stop, args=(grace,)) for p in wave]
