@@ -23,6 +23,7 @@ from common.config import RunConfig
 from common.device import pick_device
 from common.errors import PrivacyBudgetExceededError
 from common.models import build_model, default_model_for, get_weights, set_weights
+from common.node_config import PRIVACY_LEDGER_FILE
 from common.updates import SERVER_ROUND_KEY
 
 log = logging.getLogger("medfed.client")
@@ -88,6 +89,6 @@ class MedfedClient(NumPyClient):
             num_examples=len(self.site.train),
         )
         if self.settings.privacy.mode == "sample-dp":
-            ledger = PrivacyLedger(self.settings.state_dir / "privacy-ledger.json")
+            ledger = PrivacyLedger(self.settings.state_dir / PRIVACY_LEDGER_FILE)
             return PrivateTrainer(privacy=self.settings.privacy, ledger=ledger, scope=self.scope, **common)
         return NonPrivateTrainer(**common)
