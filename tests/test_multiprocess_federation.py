@@ -246,10 +246,10 @@ def untrained_federated_auc(data_dir: Path, sites: list[str], seed: int = 0) -> 
     example-weighted as the server aggregates federated metrics."""
     import torch
 
-    from client.training import evaluate
     from common.config import DataConfig
     from common.datasets.contract import normalise_with_site_stats
     from common.datasets.federated import load_federated
+    from common.evaluation import evaluate_model
     from common.models import build_model, default_model_for
 
     ds = load_federated(DataConfig(dataset="heart-disease", partition="natural"), data_dir)
@@ -258,7 +258,7 @@ def untrained_federated_auc(data_dir: Path, sites: list[str], seed: int = 0) -> 
     total = weighted = 0.0
     for name in sites:
         site = normalise_with_site_stats(ds.site(name), ds.modality)
-        _, metrics, _ = evaluate(model, site.test, device=torch.device("cpu"))
+        _, metrics, _ = evaluate_model(model, site.test, device=torch.device("cpu"))
         total += len(site.test)
         weighted += len(site.test) * float(metrics["auc"])
     return weighted / total
