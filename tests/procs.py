@@ -35,12 +35,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from client.daemon import free_port, node_config_text
 from common.supervise import descendants, signal_if_same, stop_processes, strip_ansi
 from server import flwr_cli
-from server.flwr_cli import FlwrResult, run_in_own_group
+from server.flwr_cli import FlwrResult, run_flwr, run_in_own_group
 
 LOCALHOST = "127.0.0.1"
 
@@ -367,9 +368,32 @@ def flwr_json(args: Sequence[str], *, env: Mapping[str, str], timeout: float = 6
     return res
 
 
+def register_supernode(
+    public_key: Path, connection: str, *, env: Mapping[str, str], timeout: float = 60.0
+) -> int:
+    """`flwr supernode register` an OpenSSH ECDSA (NIST curve) public key; return node id."""
+    data = flwr_json(["supernode", "register", str(public_key), connection], env=env, timeout=timeout)
+    return int(data["node-id"])
+
+
 def list_supernodes(connection: str, *, env: Mapping[str, str]) -> list[dict]:
     """`flwr supernode list`: dicts with node-id (str) and status (registered/online/...)."""
     return list(flwr_json(["supernode", "list", connection], env=env)["nodes"])
+
+
+def wait_for_supernodes_online(
+    connection: str, count: int, *, env: Mapping[str, str], timeout: float = 60.0
+) -> list[dict]:
+    """Wait until at least `count` SuperNodes report status `online` on the SuperLink."""
+    end = time.monotonic() + timeout
+    while True:
+        nodes = list_supernodes(connection, env=env)
+        online = [n for n in nodes if n.get("status") == "online"]
+        if len(online) >= count:
+            return online
+        if time.monotonic() >= end:
+            raise TimeoutError(f"Only {len(online)}/{count} SuperNodes online: {nodes}")
+        time.sleep(1.0)
 
 
 def flwr_run(
@@ -421,6 +445,65 @@ def wait_for_run(
         if time.monotonic() >= end:
             raise TimeoutError(f"Run {run_id} not finished after {timeout:.0f} s: {runs}")
         time.sleep(poll)
+
+
+def run_logs(connection: str, run_id: int, *, env: Mapping[str, str], timeout: float = 60.0) -> str:
+    """The ServerApp's log of a run (`flwr log RUN_ID CONNECTION --show`), colour-stripped."""
+    res = run_flwr(["log", str(run_id), connection, "--show"], env=env, timeout=timeout)
+    if res.returncode != 0:
+        raise FlowerCliError(f"`flwr log {run_id}` failed: {res.stderr[-2000:]}")
+    return strip_ansi(res.stdout)
+
+
+# --------------------------------------------------------------------------- Flower processes
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for the SuperLink: CA certificate, server certificate and its key."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+def start_superlink(
+    group: ProcessGroup,
+    *,
+    port: int,
+    env: Mapping[str, str],
+    tls: TlsFiles | None,
+    database: Path | str = ":flwr-in-memory:",
+    enable_supernode_auth: bool = True,
+    cwd: Path | None = None,
+    lifetime: float | None = None,
+    startup_timeout: float = 30.0,
+    name: str = "superlink",
+    extra_args: Sequence[str] = (),
+) -> ManagedProcess:
+    """Start `flower-superlink` on 127.0.0.1:port (Fleet + Control + Runtime on ONE port).
+
+    The ServerApp later runs as `flwr-serverapp`, a grandchild (via SuperExec) with this
+    process's environment and working directory `cwd`.
+    """
+    argv = ["flower-superlink", "--host", LOCALHOST, "--port", str(port)]
+    if tls is None:
+        argv.append("--insecure")
+    else:
+        argv += [
+            "--ssl-ca-certfile", str(Path(tls.ca_cert).resolve()),
+            "--ssl-certfile", str(Path(tls.server_cert).resolve()),
+            "--ssl-keyfile", str(Path(tls.server_key).resolve()),
+        ]  # fmt: skip
+    if enable_supernode_auth:
+        argv.append("--enable-supernode-auth")
+    argv += ["--database", str(database), "--disable-runtime-dependency-installation"]
+    argv += list(extra_args)
+    proc = group.start(argv, name=name, env=env, cwd=cwd, lifetime=lifetime, stop_last=True)
+    wait_for_log(proc.log_path, r"Uvicorn running on", startup_timeout, proc=proc)
+    wait_for_port(LOCALHOST, port, startup_timeout, proc=proc)
+    proc.remember_descendants()  # its SuperExec runs in a session of its own
+    return proc
 
 
 def start_supernode(
