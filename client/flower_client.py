@@ -18,11 +18,12 @@ from client.fault_injection import pause_after_training
 from client.reproducibility import seed_site_work
 from client.site import SiteSettings, load_site_data
 from client.trainers import Trainer, make_trainer
-from client.training import evaluate
 from common.config import RunConfig
 from common.device import pick_device
 from common.errors import PrivacyBudgetExceededError
+from common.evaluation import evaluate_model
 from common.models import build_model, get_weights, resolve_model_name, set_weights
+from common.node_config import PRIVACY_LEDGER_FILE
 from common.updates import SERVER_ROUND_KEY
 
 log = logging.getLogger("medfed.client")
@@ -72,7 +73,7 @@ class MedfedClient(NumPyClient):
 
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict]:
         set_weights(self.model, parameters)
-        loss, metrics, _ = evaluate(self.model, self.site.test, device=self.device)
+        loss, metrics, _ = evaluate_model(self.model, self.site.test, device=self.device)
         out: dict[str, Any] = {"site": self.settings.name}
         out.update({k: float(v) for k, v in metrics.items() if v is not None})
         return float(loss), len(self.site.test), out
@@ -83,6 +84,6 @@ class MedfedClient(NumPyClient):
             self.cfg,
             privacy=self.settings.privacy,
             num_examples=len(self.site.train),
-            ledger_path=self.settings.state_dir / "privacy-ledger.json",
+            ledger_path=self.settings.state_dir / PRIVACY_LEDGER_FILE,
             scope=self.scope,
         )

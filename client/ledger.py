@@ -20,13 +20,12 @@ import contextlib
 import fcntl
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from common.atomic import atomic_write_text
 from common.errors import ConfigError, DataError
 
 LEDGER_FORMAT = "medfed-privacy-ledger"
@@ -228,23 +227,8 @@ class PrivacyLedger:
             "version": LEDGER_VERSION,
             "scopes": {k: e.to_json() for k, e in entries.items()},
         }
-        text = json.dumps(doc, indent=2, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        # 0600: the ledger is the site's record of privacy spending, not for other local users.
+        atomic_write_text(self.path, json.dumps(doc, indent=2, allow_nan=False), mode=0o600)
 
     def update(self, scope: str, change: Callable[[LedgerEntry], None]) -> LedgerEntry:
         """Apply `change` to the scope's entry and write the ledger atomically (under the lock)."""

@@ -24,9 +24,8 @@ from flwr.compat.common import recorddict_compat as compat
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from common.errors import SecurityError
+from common.node_config import NodeKey
 from common.updates import UPDATE_BOUND_KEY, encode_update
-
-REQUIRE_SECAGG_KEY = "require-secagg"
 
 
 def _is_train(msg: Message) -> bool:
@@ -40,7 +39,7 @@ def secure_aggregation_mod(msg: Message, ctxt: Context, call_next: ClientAppCall
         return call_next(msg, ctxt)
     if RECORD_KEY_CONFIGS in msg.content.config_records:
         return secaggplus_mod(msg, ctxt, call_next)
-    if str(ctxt.node_config.get(REQUIRE_SECAGG_KEY, "false")).lower() == "true":
+    if str(ctxt.node_config.get(NodeKey.REQUIRE_SECAGG, "false")).lower() == "true":
         raise SecurityError(
             "The server asked this site to train without secure aggregation, which the site's policy forbids.",
             "ask the operator to run with SecAgg+ on, or set require-secagg=false in the site config.",

@@ -234,8 +234,11 @@ class PrivateTrainer:
             f"Training scope {self.scope!r} {would} its budget of {entry.epsilon_budget} "
             f"(delta={entry.delta}; spent {entry.spent:.4f} over {len(entry.rounds)} rounds). "
             "Nothing was trained or released this round.",
-            "stop this site's training for this run. A larger budget needs the data owner's approval "
-            "(allow_budget_change=True) or a new run with its own scope.",
+            "nothing to do at this site: it keeps refusing this run, which is the intended outcome. "
+            "A run's recorded budget is never raised, not even by a larger [privacy] epsilon in site.toml. "
+            "To train further, the consortium starts a new run under a new name "
+            "(`medfed server run --name NEW-NAME`), which this site accounts separately against "
+            "the [privacy] epsilon its data owner set in site.toml.",
         )
 
     def _reserve_round(self) -> tuple[PrivacyEngine, IAccountant, float]:

@@ -19,6 +19,7 @@ from common.config import DataConfig, PrivacyConfig, RunConfig
 from common.datasets.contract import FederatedDataset, SiteData, normalise_with_site_stats
 from common.datasets.selection import load_run_dataset
 from common.errors import ConfigError
+from common.node_config import NodeKey
 from common.runs import run_out_dir
 
 
@@ -37,8 +38,8 @@ class SiteSettings:
 
 def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> SiteSettings:
     """Resolve this node's site from its node config and the run config."""
-    if "partition-id" in node_config and "site" not in node_config:  # simulation
-        index = int(node_config["partition-id"])
+    if NodeKey.PARTITION_ID in node_config and NodeKey.SITE not in node_config:  # simulation
+        index = int(node_config[NodeKey.PARTITION_ID])
         dataset = load_run_dataset(cfg.data)
         names = dataset.site_names()
         if index >= len(names):
@@ -48,35 +49,35 @@ def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -
             )
         name = names[index]
         state_dir = run_out_dir(cfg, run_id) / "sites" / name
-        return SiteSettings(name, cfg.data, name, state_dir, str(node_config.get("device", "auto")), cfg.privacy,
+        return SiteSettings(name, cfg.data, name, state_dir, str(node_config.get(NodeKey.DEVICE, "auto")), cfg.privacy,
                             seed=cfg.data.seed)
 
-    if "site" not in node_config:
+    if NodeKey.SITE not in node_config:
         raise ConfigError(
             "This node has no `site` in its node config.",
             "start it with `medfed client start --site-config site.toml` (it sets the node config).",
         )
-    name = str(node_config["site"])
+    name = str(node_config[NodeKey.SITE])
     data = cfg.data
     site_key: str | int = name
-    if node_config.get("data-path"):
+    if node_config.get(NodeKey.DATA_PATH):
         data = dataclasses.replace(
             data,
             dataset="",
-            data_path=str(node_config["data-path"]),
-            data_format=str(node_config.get("data-format", "")),
+            data_path=str(node_config[NodeKey.DATA_PATH]),
+            data_format=str(node_config.get(NodeKey.DATA_FORMAT, "")),
             num_sites=1,
             partition="natural",
         )
         site_key = 0
-    elif node_config.get("dataset"):
-        data = dataclasses.replace(data, dataset=str(node_config["dataset"]), data_path="", partition="natural")
-        site_key = str(node_config.get("dataset-site", name))
+    elif node_config.get(NodeKey.DATASET):
+        data = dataclasses.replace(data, dataset=str(node_config[NodeKey.DATASET]), data_path="", partition="natural")
+        site_key = str(node_config.get(NodeKey.DATASET_SITE, name))
     privacy = cfg.privacy
     overrides = {
-        "epsilon": ("epsilon", float),
-        "delta": ("delta", float),
-        "max-grad-norm": ("max_grad_norm", float),
+        NodeKey.EPSILON: ("epsilon", float),
+        NodeKey.DELTA: ("delta", float),
+        NodeKey.MAX_GRAD_NORM: ("max_grad_norm", float),
     }
     changes = {attr: typ(node_config[key]) for key, (attr, typ) in overrides.items() if key in node_config}
     if changes:
@@ -84,8 +85,8 @@ def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -
         problems = privacy.problems()
         if problems:
             raise ConfigError("Invalid site privacy settings: " + " ".join(problems), "fix the [privacy] table of site.toml.")
-    state_dir = Path(str(node_config.get("state-dir", "."))).expanduser()
-    return SiteSettings(name, data, site_key, state_dir, str(node_config.get("device", "auto")), privacy)
+    state_dir = Path(str(node_config.get(NodeKey.STATE_DIR, "."))).expanduser()
+    return SiteSettings(name, data, site_key, state_dir, str(node_config.get(NodeKey.DEVICE, "auto")), privacy)
 
 
 def load_site_data(settings: SiteSettings, data_dir: str | None = None) -> tuple[FederatedDataset, SiteData]:

@@ -20,6 +20,7 @@ from common.config import PrivacyConfig
 from common.deploy_toml import TomlFile, split_host_port
 from common.device import DEVICE_CHOICES
 from common.errors import SecurityError
+from common.node_config import PRIVACY_LEDGER_FILE, NodeKey
 from common.privacy.sample_dp import SAMPLE_DP
 
 EXAMPLE = "deploy/examples/site.toml"
@@ -77,26 +78,26 @@ class SiteConfig:
 
     @property
     def ledger_path(self) -> Path:
-        return self.state_dir / "privacy-ledger.json"  # where client/flower_client.py keeps it
+        return self.state_dir / PRIVACY_LEDGER_FILE  # where client/flower_client.py keeps it
 
     def node_config(self) -> dict[str, Any]:
         """What the ClientApp reads from `context.node_config` (client/site.py, client/mods.py)."""
         out: dict[str, Any] = {
-            "site": self.name,
-            "state-dir": str(self.state_dir.resolve()),
-            "device": self.device,
-            "epsilon": self.epsilon,
-            "delta": self.delta,
-            "require-secagg": self.require_secagg,
+            NodeKey.SITE: self.name,
+            NodeKey.STATE_DIR: str(self.state_dir.resolve()),
+            NodeKey.DEVICE: self.device,
+            NodeKey.EPSILON: self.epsilon,
+            NodeKey.DELTA: self.delta,
+            NodeKey.REQUIRE_SECAGG: self.require_secagg,
         }
         if self.max_grad_norm is not None:
-            out["max-grad-norm"] = self.max_grad_norm
+            out[NodeKey.MAX_GRAD_NORM] = self.max_grad_norm
         if self.data_path is not None:
-            out["data-path"] = str(self.data_path.resolve())
-            out["data-format"] = self.data_format
+            out[NodeKey.DATA_PATH] = str(self.data_path.resolve())
+            out[NodeKey.DATA_FORMAT] = self.data_format
         else:
-            out["dataset"] = self.dataset
-            out["dataset-site"] = self.dataset_site
+            out[NodeKey.DATASET] = self.dataset
+            out[NodeKey.DATASET_SITE] = self.dataset_site
         return out
 
 

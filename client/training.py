@@ -24,7 +24,6 @@ from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from common.errors import ModelMismatchError
-from common.evaluation import evaluate_model, predict_logits
 from common.models import unwrap_model
 
 Progress = Callable[[int, float], None]  # (epoch number from 1, mean loss of that epoch)
@@ -134,8 +133,3 @@ def train_epochs(
         if is_dp:
             optimizer.step_hook = previous_hook
     return total_loss / total_n if total_n else float("nan")
-
-
-# One evaluation for sites and server alike (the server cannot import `client`).
-evaluate = evaluate_model
-__all__ = ["evaluate", "predict_logits", "make_optimizer", "train_epochs"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Any, Callable, TypeVar
 
 import typer
@@ -30,7 +29,3 @@ def user_errors(fn: F) -> F:
 
 def warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

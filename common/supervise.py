@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -101,7 +101,7 @@ class LogSink:
 # --------------------------------------------------------------------------- process tree
 
 
-def _proc_stat(pid: int) -> tuple[int, int, int] | None:
+def proc_stat(pid: int) -> tuple[int, int, int] | None:
     """(ppid, pgid, starttime) of a live, non-zombie process, from /proc; None if gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -121,7 +121,7 @@ def descendants(root: int) -> set[tuple[int, int]]:
     except OSError:
         return set()
     for name in entries:
-        stat = _proc_stat(int(name))
+        stat = proc_stat(int(name))
         if stat is not None:
             children.setdefault(stat[0], []).append((int(name), stat[2]))
     found: set[tuple[int, int]] = set()
@@ -133,8 +133,10 @@ def descendants(root: int) -> set[tuple[int, int]]:
     return found
 
 
-def _signal_if_same(pid: int, starttime: int, sig: int) -> bool:
-    stat = _proc_stat(pid)
+def signal_if_same(pid: int, starttime: int, sig: int) -> bool:
+    """Signal `pid` (its whole group if it leads one) only if it is still the process that
+    started at `starttime`: a PID reused meanwhile is left alone."""
+    stat = proc_stat(pid)
     if stat is None or stat[2] != starttime:
         return False
     try:
@@ -147,8 +149,20 @@ def _signal_if_same(pid: int, starttime: int, sig: int) -> bool:
     return True
 
 
+def stop_processes(processes: Iterable[tuple[int, int]], grace: float) -> None:
+    """SIGTERM each (pid, starttime) that is still that process; SIGKILL whatever is left
+    after `grace` s. For descendants that escaped their parent's process group."""
+    alive = [d for d in processes if signal_if_same(*d, signal.SIGTERM)]
+    end = time.monotonic() + grace
+    while alive and time.monotonic() < end:
+        time.sleep(0.1)
+        alive = [d for d in alive if proc_stat(d[0]) is not None]
+    for d in alive:
+        signal_if_same(*d, signal.SIGKILL)
+
+
 def pid_alive(pid: int) -> bool:
-    return _proc_stat(pid) is not None
+    return proc_stat(pid) is not None
 
 
 class Child:
@@ -233,13 +247,7 @@ class Child:
                     self._killpg(signal.SIGKILL)
                     self.wait(10)
             self._killpg(signal.SIGKILL)  # members left behind by a leader that exited first
-            alive = [d for d in self._known if _signal_if_same(*d, signal.SIGTERM)]
-            end = time.monotonic() + grace
-            while alive and time.monotonic() < end:
-                time.sleep(0.1)
-                alive = [d for d in alive if _proc_stat(d[0]) is not None]
-            for d in alive:
-                _signal_if_same(*d, signal.SIGKILL)
+            stop_processes(self._known, grace)
             self._reader.join(timeout=5)
             return self.popen.returncode
 

@@ -64,7 +64,7 @@ class ServerSettings:
     @property
     def local_address(self) -> str:
         """Where commands on the server itself reach the SuperLink (the certificate always
-        names the loopback addresses, see common/pki.py)."""
+        names the loopback addresses, see common/pki/server_cert.py)."""
         if self.host in ("0.0.0.0", ""):
             return f"127.0.0.1:{self.port}"
         if self.host == "::":

@@ -36,9 +36,16 @@ class FlwrResult(dict):
 
 
 def write_connection(
-    flwr_home: Path, name: str, address: str, *, root_cert: Path | None, insecure: bool
+    flwr_home: Path,
+    name: str,
+    address: str,
+    *,
+    root_cert: Path | None,
+    insecure: bool,
+    default: bool = True,
 ) -> Path:
-    """Write/replace `[superlink.<name>]` (and make it the default) in $FLWR_HOME/config.toml."""
+    """Write/replace `[superlink.<name>]` in $FLWR_HOME/config.toml and, unless
+    `default=False`, make it the connection `flwr` uses when none is named."""
     path = Path(flwr_home) / "config.toml"
     config: dict[str, Any] = tomllib.loads(path.read_text()) if path.exists() else {}
     superlink = config.setdefault("superlink", {})
@@ -48,21 +55,29 @@ def write_connection(
     elif root_cert is not None:
         conn["root-certificates"] = str(Path(root_cert).resolve())
     superlink[name] = conn
-    superlink["default"] = name
+    if default:
+        superlink["default"] = name
     atomic_write_text(path, tomli_w.dumps(config))
     return path
 
 
-def run_flwr(args: Sequence[str], *, env: Mapping[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """Run `flwr <args>` in its own process group; kill the group if it overruns."""
-    argv = [flower_bin("flwr"), *map(str, args)]
+def run_in_own_group(
+    argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a short command in its own process group and collect its output.
+
+    Overrunning `timeout` kills the whole group (a `flwr` call may leave helpers behind) and
+    raises subprocess.TimeoutExpired carrying what it printed so far.
+    """
+    argv = [str(a) for a in argv]
     with subprocess.Popen(  # noqa: S603 - argv list, no shell
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(env),
+        env=dict(env) if env is not None else None,
+        cwd=str(cwd) if cwd is not None else None,
         start_new_session=True,
     ) as popen:
         try:
@@ -73,8 +88,19 @@ def run_flwr(args: Sequence[str], *, env: Mapping[str, str], timeout: float = 12
             except ProcessLookupError:
                 pass
             out, err = popen.communicate()
-            return subprocess.CompletedProcess(argv, 124, out, (err or "") + f"\ntimed out after {timeout:.0f} s")
+            raise subprocess.TimeoutExpired(argv, timeout, output=out, stderr=err) from None
         return subprocess.CompletedProcess(argv, popen.returncode, out, err)
+
+
+def run_flwr(args: Sequence[str], *, env: Mapping[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run `flwr <args>`; an overrun is exit code 124 with a note on stderr, not an exception."""
+    argv = [flower_bin("flwr"), *map(str, args)]
+    try:
+        return run_in_own_group(argv, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        return subprocess.CompletedProcess(
+            argv, 124, err.output, (err.stderr or "") + f"\ntimed out after {timeout:.0f} s"
+        )
 
 
 def flwr_json(args: Sequence[str], *, env: Mapping[str, str], timeout: float = 120.0) -> FlwrResult:

@@ -1,7 +1,7 @@
 """Plots and a self-contained HTML report a clinician can read.
 
-Everything is drawn from metrics.json / privacy.json content, so a report can be regenerated
-from a finished run folder (`medfed report RUN_DIR`).
+Written once, when a run finishes (server/outputs.py), from the content of its metrics.json and
+privacy.json, so every number the report shows can be checked against those two files.
 """
 
 from __future__ import annotations

@@ -17,95 +17,37 @@ Flower 1.41 specifics handled here (see docs/notes/flower-deployment.md):
 - `flwr ... --format json` exits 0 even on failure and reports `"success": false`; the helpers
   parse the JSON and raise `FlowerCliError` instead.
 - Flower logs are ANSI-coloured whatever the terminal; `wait_for_log` strips colour codes.
+
+Process-tree walking, colour stripping, ports, `--node-config` text and the `flwr` calls are
+medfed's own helpers (common/supervise.py, client/daemon.py, server/flwr_cli.py), imported rather
+than copied: the harness exercises what production runs, and only test-harness code lives here.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import re
 import shlex
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-LOCALHOST = "127.0.0.1"
-ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+from client.daemon import free_port, node_config_text
+from common.supervise import descendants, signal_if_same, stop_processes, strip_ansi
+from server import flwr_cli
+from server.flwr_cli import FlwrResult, run_flwr, run_in_own_group
 
-# Every Flower process started by the harness gets these: no network calls home, faster
-# SuperExec task polling (default 1 s; the SuperNode's own 3 s poll is hard-coded in Flower).
-FLWR_TEST_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",
-    "PYTHONUNBUFFERED": "1",
-}
+LOCALHOST = "127.0.0.1"
 
 
 class FlowerCliError(RuntimeError):
     """A `flwr` CLI call failed (non-zero exit, `success: false`, or unparsable output)."""
-
-
-# --------------------------------------------------------------------------- process tree
-
-
-def _proc_stat(pid: int) -> tuple[int, int, int] | None:
-    """Return (ppid, pgid, starttime) of `pid` from /proc, or None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces: split after it.
-    fields = raw[raw.rfind(")") + 2 :].split()
-    if fields[0] == "Z":  # zombie: already dead, only waiting to be reaped
-        return None
-    return int(fields[1]), int(fields[2]), int(fields[19])
-
-
-def _descendants(root: int) -> list[tuple[int, int]]:
-    """All live descendants of `root` as (pid, starttime), found by scanning /proc (Linux).
-
-    The start time lets `_kill_if_same` refuse to signal a PID that was reused meanwhile.
-    """
-    children: dict[int, list[tuple[int, int]]] = {}
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        stat = _proc_stat(int(entry.name))
-        if stat is not None:
-            children.setdefault(stat[0], []).append((int(entry.name), stat[2]))
-    found: list[tuple[int, int]] = []
-    stack = [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child[0])
-    return found
-
-
-def _kill_if_same(pid: int, starttime: int, sig: int) -> bool:
-    """Signal `pid` (and its group if it leads one) only if it is still the same process."""
-    stat = _proc_stat(pid)
-    if stat is None or stat[2] != starttime:
-        return False
-    try:
-        if stat[1] == pid:  # a group leader (it called setsid): take its whole group
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- processes
@@ -167,7 +109,7 @@ class ManagedProcess:
     def log_text(self) -> str:
         """The process's log so far, without ANSI colour codes."""
         try:
-            return ANSI_RE.sub("", self.log_path.read_text(errors="replace"))
+            return strip_ansi(self.log_path.read_text(errors="replace"))
         except FileNotFoundError:
             return ""
 
@@ -188,7 +130,7 @@ class ManagedProcess:
         """Record the current process tree so that children which left our process group
         (e.g. the SuperLink's SuperExec) can still be stopped after the parent died."""
         if self.is_running():
-            self._known_descendants.update(_descendants(self.pid))
+            self._known_descendants.update(descendants(self.pid))
 
     def stop(self, grace: float = 5.0) -> int | None:
         """SIGTERM the process group, SIGKILL it after `grace` s, then clean up stragglers.
@@ -209,7 +151,7 @@ class ManagedProcess:
                     self.popen.wait(timeout=10)
             # Our group may still hold children (the leader died first); take them too.
             self._signal_group(signal.SIGKILL)
-            self._stop_descendants(grace)
+            stop_processes(self._known_descendants, grace)
             self._stopped = True
             _LIVE.discard(self)
             return self.popen.returncode
@@ -220,7 +162,7 @@ class ManagedProcess:
         self.remember_descendants()
         self._signal_group(signal.SIGKILL)
         for d in self._known_descendants:
-            _kill_if_same(*d, signal.SIGKILL)
+            signal_if_same(*d, signal.SIGKILL)
         try:
             self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -232,15 +174,6 @@ class ManagedProcess:
             os.killpg(self.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-
-    def _stop_descendants(self, grace: float) -> None:
-        alive = [d for d in self._known_descendants if _kill_if_same(*d, signal.SIGTERM)]
-        end = time.monotonic() + grace
-        while alive and time.monotonic() < end:
-            time.sleep(0.1)
-            alive = [d for d in alive if _proc_stat(d[0]) is not None]
-        for d in alive:
-            _kill_if_same(*d, signal.SIGKILL)
 
     def _on_deadline(self) -> None:
         self.deadline_exceeded = True
@@ -342,13 +275,6 @@ class ProcessGroup:
 # --------------------------------------------------------------------------- waiting
 
 
-def free_port(host: str = LOCALHOST) -> int:
-    """A TCP port that is free on `host` right now (the OS picks it; tiny race accepted)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def _check_alive(proc: ManagedProcess | None, waiting_for: str) -> None:
     if proc is not None and not proc.is_running():
         raise RuntimeError(
@@ -402,7 +328,7 @@ def wait_for_log(
     end = time.monotonic() + timeout
     while True:
         try:
-            text = ANSI_RE.sub("", Path(path).read_text(errors="replace"))
+            text = strip_ansi(Path(path).read_text(errors="replace"))
         except FileNotFoundError:
             text = ""
         if match := regex.search(text):
@@ -416,75 +342,6 @@ def wait_for_log(
         time.sleep(0.2)
 
 
-# --------------------------------------------------------------------------- flwr config
-
-
-def flwr_env(flwr_home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for every Flower process and CLI call of one test.
-
-    FLWR_HOME holds the CLI's config.toml *and* the apps the SuperLink/SuperNode install from
-    FABs (`$FLWR_HOME/apps/<publisher>.<name>.<version>.<hash8>/`), so it must be a tmp dir.
-    """
-    env = dict(os.environ if base is None else base)
-    env.update(FLWR_TEST_ENV)
-    env["FLWR_HOME"] = str(flwr_home)
-    # Flower's console scripts live next to this interpreter (the project venv).
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    Path(flwr_home).mkdir(parents=True, exist_ok=True)
-    return env
-
-
-def write_flwr_connection(
-    flwr_home: Path,
-    name: str,
-    address: str,
-    root_cert: Path | None = None,
-    insecure: bool = False,
-    default: bool = True,
-) -> Path:
-    """Write/replace `[superlink.<name>]` in $FLWR_HOME/config.toml (Flower 1.41 schema).
-
-    `root-certificates` must be an absolute path (Flower rejects relative ones).
-    """
-    import tomli_w
-
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
-        import tomli as tomllib
-
-    if insecure and root_cert is not None:
-        raise ValueError("A connection is either insecure or has a root certificate, not both.")
-    path = Path(flwr_home) / "config.toml"
-    config = tomllib.loads(path.read_text()) if path.exists() else {}
-    superlink = config.setdefault("superlink", {})
-    conn: dict[str, object] = {"address": address}
-    if root_cert is not None:
-        conn["root-certificates"] = str(Path(root_cert).resolve())
-    if insecure:
-        conn["insecure"] = True
-    superlink[name] = conn
-    if default:
-        superlink["default"] = name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(tomli_w.dumps(config))
-    return path
-
-
-def node_config_arg(values: Mapping[str, str | int | float | bool]) -> str:
-    """Format `--node-config` / `--run-config` text: `k="v" n=3 flag=true` (TOML values)."""
-    parts = []
-    for key, value in values.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = repr(value)
-        else:
-            text = json.dumps(str(value))  # a TOML basic string for ordinary text and paths
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
-
-
 # --------------------------------------------------------------------------- flwr CLI
 
 
@@ -495,43 +352,20 @@ def run_command(
     cwd: Path | None = None,
     timeout: float = 60.0,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a short command in its own process group; kill the group if it overruns."""
-    with subprocess.Popen(  # noqa: S603 - argv list, no shell
-        [str(a) for a in argv],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(env) if env is not None else None,
-        cwd=str(cwd) if cwd is not None else None,
-        start_new_session=True,
-    ) as popen:
-        try:
-            out, err = popen.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            popen.communicate()
-            raise TimeoutError(f"{shlex.join(map(str, argv))} took more than {timeout:.0f} s.")
-        return subprocess.CompletedProcess(popen.args, popen.returncode, out, err)
-
-
-def flwr_json(args: Sequence[str], *, env: Mapping[str, str], timeout: float = 60.0) -> dict:
-    """Run `flwr <args> --format json` and return the JSON, raising on any failure."""
-    res = run_command(["flwr", *args, "--format", "json"], env=env, timeout=timeout)
+    """Run a short command in its own process group; an overrun kills the group and fails the
+    test with TimeoutError."""
     try:
-        data = json.loads(res.stdout)
-    except json.JSONDecodeError:
-        data = None
-    if res.returncode != 0 or not isinstance(data, dict) or not data.get("success"):
-        raise FlowerCliError(
-            f"`flwr {shlex.join(args)}` failed (exit {res.returncode}).\n"
-            f"stdout: {ANSI_RE.sub('', res.stdout)[-3000:]}\n"
-            f"stderr: {ANSI_RE.sub('', res.stderr)[-3000:]}"
-        )
-    return data
+        return run_in_own_group(argv, env=env, cwd=cwd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"{shlex.join(map(str, argv))} took more than {timeout:.0f} s.") from None
+
+
+def flwr_json(args: Sequence[str], *, env: Mapping[str, str], timeout: float = 60.0) -> FlwrResult:
+    """Run `flwr <args> --format json` and return the JSON; any failure fails the test."""
+    res = flwr_cli.flwr_json(args, env=env, timeout=timeout)
+    if not res.ok:
+        raise FlowerCliError(f"`flwr {shlex.join(map(str, args))}` failed: {res.error}")
+    return res
 
 
 def register_supernode(
@@ -577,7 +411,7 @@ def flwr_run(
     """
     args = ["run", str(app_dir), connection]
     if run_config:
-        text = run_config if isinstance(run_config, str) else node_config_arg(run_config)
+        text = run_config if isinstance(run_config, str) else node_config_text(run_config)
         args += ["--run-config", text]
     return int(flwr_json(args, env=env, timeout=timeout)["run-id"])
 
@@ -615,10 +449,10 @@ def wait_for_run(
 
 def run_logs(connection: str, run_id: int, *, env: Mapping[str, str], timeout: float = 60.0) -> str:
     """The ServerApp's log of a run (`flwr log RUN_ID CONNECTION --show`), colour-stripped."""
-    res = run_command(["flwr", "log", str(run_id), connection, "--show"], env=env, timeout=timeout)
+    res = run_flwr(["log", str(run_id), connection, "--show"], env=env, timeout=timeout)
     if res.returncode != 0:
         raise FlowerCliError(f"`flwr log {run_id}` failed: {res.stderr[-2000:]}")
-    return ANSI_RE.sub("", res.stdout)
+    return strip_ansi(res.stdout)
 
 
 # --------------------------------------------------------------------------- Flower processes
@@ -703,7 +537,7 @@ def start_supernode(
     if private_key is not None:
         argv += ["--auth-supernode-private-key", str(Path(private_key).resolve())]
     if node_config:
-        argv += ["--node-config", node_config_arg(node_config)]
+        argv += ["--node-config", node_config_text(node_config)]
     argv += ["--host", LOCALHOST, "--port", str(runtime_port or free_port())]
     if max_retries is not None:
         argv += ["--max-retries", str(max_retries)]

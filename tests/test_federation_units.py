@@ -198,7 +198,8 @@ def test_plain_updates_are_averaged_into_weights_and_bad_ones_rejected(tmp_path:
     got = parameters_to_ndarrays(params)
     np.testing.assert_allclose(got[0], g[0] + (0.25 * 0.2 + 0.75 * -0.4), atol=1e-6)
     np.testing.assert_allclose(got[1], g[1] + (0.25 * 0.1 + 0.75 * 0.4), atol=1e-6)
-    assert any("rejected" in e and "c" in e for e in recorder.rounds[1]["events"])
+    rejected = [e for e in recorder.rounds[1]["events"] if "rejected" in e]
+    assert len(rejected) == 1 and rejected[0].startswith("update from c rejected before aggregation: "), rejected
 
 
 def test_refused_site_is_recorded_and_left_out(tmp_path: Path) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import ProcessGroup, flwr_env, flwr_run, free_port, wait_for_port, wait_for_run
+from client.daemon import free_port
+from common.supervise import flower_env
+from tests.procs import ProcessGroup, flwr_run, wait_for_port, wait_for_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 def test_flwr_run_with_run_config_overrides(tmp_path: Path, data_dir: Path) -> None:
     flwr_home = tmp_path / "flwr-home"
-    env = flwr_env(flwr_home)
+    env = flower_env(flwr_home)
     env["MEDFED_DATA_DIR"] = str(data_dir)
     port = free_port()
     (flwr_home / "config.toml").write_text(

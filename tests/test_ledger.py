@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from client import ledger as ledger_module
+from common import atomic as atomic_module
 from client.ledger import PrivacyLedger, RoundRecord
 from common.errors import ConfigError, DataError
 
@@ -50,7 +50,7 @@ def test_write_is_atomic_a_crash_before_replace_keeps_the_old_file(tmp_path, mon
     def crash(src, dst):
         raise OSError("power cut")
 
-    monkeypatch.setattr(ledger_module.os, "replace", crash)
+    monkeypatch.setattr(atomic_module.os, "replace", crash)
     with pytest.raises(OSError, match="power cut"):
         _spend(led, "run-a", [(1.0, 0.1, 20)], 1.5)
     assert path.read_bytes() == before  # old ledger intact
@@ -62,8 +62,8 @@ def test_write_is_atomic_a_crash_before_replace_keeps_the_old_file(tmp_path, mon
 def test_write_goes_through_fsync_and_replace(tmp_path, monkeypatch):
     calls = []
     real_replace, real_fsync = os.replace, os.fsync
-    monkeypatch.setattr(ledger_module.os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1])
-    monkeypatch.setattr(ledger_module.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(atomic_module.os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1])
+    monkeypatch.setattr(atomic_module.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
     _open(PrivacyLedger(tmp_path / "ledger.json"))
     assert calls == ["fsync", "replace", "fsync"]  # file data, rename, folder entry
 

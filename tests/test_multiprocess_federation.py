@@ -26,15 +26,12 @@ import pytest
 
 from client.fault_injection import PAUSE_ROUNDS_ENV, PAUSE_RUN_ENV, PAUSE_SECONDS_ENV, marker_path
 from client.ledger import PrivacyLedger
+from client.daemon import free_port
 from common import pki
+from common.supervise import FLOWER_ENV_DEFAULTS, descendants, flower_env, proc_stat
 from tests.procs import (
-    FLWR_TEST_ENV,
     ManagedProcess,
     ProcessGroup,
-    _descendants,
-    _proc_stat,
-    flwr_env,
-    free_port,
     list_supernodes,
     run_command,
     start_supernode,
@@ -72,7 +69,7 @@ class Federation:
 
     def cli_env(self) -> dict[str, str]:
         """Environment for `flwr` calls with the connection `medfed` written by `server start`."""
-        return flwr_env(self.server_state / "flwr-home", base=self.env)
+        return flower_env(self.server_state / "flwr-home", base=self.env)
 
     def medfed(self, *args: str, timeout: float):
         return run_command([*MEDFED, *args], env=self.env, cwd=self.root, timeout=timeout)
@@ -156,7 +153,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
         pki.create_node_identity(pki_dir, site, out=root / "keys" / site)
     pki.create_node_identity(root / "rogue-pki", "rogue")  # never in the server's authorized_nodes.json
     port = free_port()
-    env = dict(os.environ, **FLWR_TEST_ENV, MEDFED_DATA_DIR=str(data_dir))
+    env = dict(os.environ, **FLOWER_ENV_DEFAULTS, MEDFED_DATA_DIR=str(data_dir))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     server_toml = write_server_toml(root, pki_dir, port)
     for site, budget in SITES.items():
@@ -174,9 +171,9 @@ def federation(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
         for proc in fed.daemons.values():
             wait_for_log(proc.log_path, CONNECTED, timeout=300, proc=proc)
         yield fed
-        tree = {d for p in group.processes if p.is_running() for d in _descendants(p.pid)}
+        tree = {d for p in group.processes if p.is_running() for d in descendants(p.pid)}
         group.stop_all(grace=30)
-    survivors = [pid for pid, start in tree if (_proc_stat(pid) or (0, 0, -1))[2] == start]
+    survivors = [pid for pid, start in tree if (proc_stat(pid) or (0, 0, -1))[2] == start]
     assert not survivors, f"processes left running after the federation stopped: {survivors}"
 
 
@@ -219,7 +216,7 @@ def test_node_without_the_ca_or_in_plaintext_cannot_connect(federation: Federati
     # A bare SuperNode that trusts only the system CAs, a daemon with another consortium's CA, and
     # a daemon in plaintext: all three at once to keep the test short.
     raw = start_supernode(
-        federation.group, superlink_port=federation.port, env=flwr_env(federation.root / "home-raw", base=federation.env),
+        federation.group, superlink_port=federation.port, env=flower_env(federation.root / "home-raw", base=federation.env),
         name="raw-no-ca", root_cert=None, private_key=federation.root / "rogue-pki" / "rogue.key",
         wait_connected=None, max_wait_time=10, cwd=federation.root, lifetime=300,
     )
@@ -249,10 +246,10 @@ def untrained_federated_auc(data_dir: Path, sites: list[str], seed: int = 0) -> 
     example-weighted as the server aggregates federated metrics."""
     import torch
 
-    from client.training import evaluate
     from common.config import DataConfig
     from common.datasets.contract import normalise_with_site_stats
     from common.datasets.federated import load_federated
+    from common.evaluation import evaluate_model
     from common.models import build_model, default_model_for
 
     ds = load_federated(DataConfig(dataset="heart-disease", partition="natural"), data_dir)
@@ -261,7 +258,7 @@ def untrained_federated_auc(data_dir: Path, sites: list[str], seed: int = 0) -> 
     total = weighted = 0.0
     for name in sites:
         site = normalise_with_site_stats(ds.site(name), ds.modality)
-        _, metrics, _ = evaluate(model, site.test, device=torch.device("cpu"))
+        _, metrics, _ = evaluate_model(model, site.test, device=torch.device("cpu"))
         total += len(site.test)
         weighted += len(site.test) * float(metrics["auc"])
     return weighted / total
@@ -391,10 +388,10 @@ def faulted_run(federation: Federation) -> FaultedRun:
             paused_pid[site] = int(marker.read_text())
             at_pause[site, rnd] = federation.ledger(site)[FAULT_RUN]
         for site in victims:
-            tree = {pid for pid, _ in _descendants(federation.daemons[site].pid)}
+            tree = {pid for pid, _ in descendants(federation.daemons[site].pid)}
             assert paused_pid[site] in tree, "the paused ClientApp must belong to the daemon being killed"
             federation.daemons[site].kill()  # daemon, SuperNode, ClientApp: SIGKILL, no clean-up
-            assert _proc_stat(paused_pid[site]) is None, "the paused ClientApp survived SIGKILL"
+            assert proc_stat(paused_pid[site]) is None, "the paused ClientApp survived SIGKILL"
             after_kill[site, rnd] = federation.ledger(site)[FAULT_RUN]
         # The hospital's IT restarts the service; it must rejoin on its own (armed again only if
         # the test still needs it to stop at a later round).
@@ -487,9 +484,9 @@ def test_server_killed_mid_run_resumes_from_last_completed_round(federation: Fed
     wait_until(lambda: checkpoint.exists() and json.loads(checkpoint.read_text())["round"] >= 1,
                "round 1's checkpoint", timeout=600, procs=[first])
     old = federation.server
-    tree = _descendants(old.pid)
+    tree = descendants(old.pid)
     federation.server.kill()  # no clean-up, no final outputs
-    assert not [pid for pid, start in tree if (_proc_stat(pid) or (0, 0, -1))[2] == start]
+    assert not [pid for pid, start in tree if (proc_stat(pid) or (0, 0, -1))[2] == start]
     killed_at = json.loads(checkpoint.read_text())["round"]
     before = {site: federation.ledger(site)[RESUME_RUN] for site in SITES}
     assert not (out / "report.html").exists() and killed_at == 1

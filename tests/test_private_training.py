@@ -21,10 +21,11 @@ import client.private_trainer as pt
 from client.ledger import PrivacyLedger
 from client.private_trainer import NonPrivateTrainer, PrivateTrainer
 from client.trainers import make_trainer
-from client.training import evaluate, train_epochs
+from client.training import train_epochs
 from common.config import PrivacyConfig, RunConfig
 from common.datasets.contract import Split
 from common.errors import DataError, PrivacyBudgetExceededError
+from common.evaluation import evaluate_model
 from common.models import build_model, get_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def test_epsilon_grows_each_round_up_to_the_budget(tmp_path):
     # the returned model is a plain module again: no Opacus hooks or attributes left behind
     assert not any(hasattr(p, "grad_sample") or hasattr(p, "summed_grad") for p in model.parameters())
     assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
-    _, metrics, _ = evaluate(model, split, device=CPU)
+    _, metrics, _ = evaluate_model(model, split, device=CPU)
     assert metrics["auc"] > 0.75  # it learned something despite the noise
 
 
@@ -240,9 +241,9 @@ def test_non_private_trainer_reports_no_dp_and_make_trainer_picks(tmp_path):
 
 def test_evaluate_copes_with_an_empty_test_split():
     model = build_model("mlp", (FEATURES,), 2)
-    loss, metrics, probs = evaluate(model, tabular(0), device=CPU)
+    loss, metrics, probs = evaluate_model(model, tabular(0), device=CPU)
     assert np.isnan(loss) and probs.shape == (0, 2) and metrics["n"] == 0 and metrics["auc"] is None
-    loss, metrics, probs = evaluate(model, tabular(), device=CPU)
+    loss, metrics, probs = evaluate_model(model, tabular(), device=CPU)
     assert loss > 0 and probs.shape == (N, 2) and np.allclose(probs.sum(1), 1)
 
 
@@ -289,7 +290,7 @@ def test_dp_sgd_on_pneumoniamnist_reaches_auc_090(data_dir, tmp_path):
         ledger=PrivacyLedger(tmp_path / "ledger.json"), scope="central", learning_rate=0.5, momentum=0.9,
     )
     result = tr.train_round(model, train, device=CPU)
-    _, metrics, _ = evaluate(model, test, device=CPU)
+    _, metrics, _ = evaluate_model(model, test, device=CPU)
     elapsed = time.perf_counter() - start
     print(f"\npneumoniamnist DP-SGD: eps={result.epsilon:.2f} sigma={result.noise_multiplier:.3f} "
           f"steps={result.steps} auc={metrics['auc']:.4f} acc={metrics['accuracy']:.4f} time={elapsed:.1f}s")

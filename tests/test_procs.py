@@ -18,11 +18,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import procs  # noqa: E402
 
+from client.daemon import free_port, node_config_text  # noqa: E402
+from common.supervise import flower_env, proc_stat  # noqa: E402
+from server.flwr_cli import write_connection  # noqa: E402
+
 PY = sys.executable
 
 
 def _alive(pid: int) -> bool:
-    return procs._proc_stat(pid) is not None
+    return proc_stat(pid) is not None
 
 
 def _wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
@@ -111,7 +115,7 @@ def test_leftover_process_is_stopped_when_the_interpreter_exits(tmp_path: Path) 
 
 
 def test_wait_for_port_times_out_cleanly() -> None:
-    port = procs.free_port()
+    port = free_port()
     started = time.monotonic()
     with pytest.raises(TimeoutError, match=f"127.0.0.1:{port}"):
         procs.wait_for_port(procs.LOCALHOST, port, timeout=0.5)
@@ -135,7 +139,7 @@ def test_wait_until_returns_times_out_and_fails_fast_when_a_process_dies(tmp_pat
 def test_wait_for_port_sees_a_listener_and_fails_fast_when_the_process_dies(
     tmp_path: Path,
 ) -> None:
-    port = procs.free_port()
+    port = free_port()
     listen = (
         "import socket, time\n"
         f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)\n"
@@ -146,7 +150,7 @@ def test_wait_for_port_sees_a_listener_and_fails_fast_when_the_process_dies(
         dying = group.start([PY, "-c", "raise SystemExit(3)"], name="dying", lifetime=60)
         started = time.monotonic()
         with pytest.raises(RuntimeError, match="exited with code 3"):
-            procs.wait_for_port(procs.LOCALHOST, procs.free_port(), timeout=30, proc=dying)
+            procs.wait_for_port(procs.LOCALHOST, free_port(), timeout=30, proc=dying)
         assert time.monotonic() - started < 10
 
 
@@ -171,29 +175,26 @@ def test_flwr_connection_is_read_back_by_flower(tmp_path: Path, monkeypatch) -> 
     ca = tmp_path / "ca.pem"
     ca.write_text("not parsed here")
     home = tmp_path / "flwr"
-    procs.write_flwr_connection(home, "tls", "127.0.0.1:9999", root_cert=ca)
-    procs.write_flwr_connection(home, "plain", "127.0.0.1:9998", insecure=True, default=False)
+    write_connection(home, "tls", "127.0.0.1:9999", root_cert=ca, insecure=False)
+    write_connection(home, "plain", "127.0.0.1:9998", root_cert=None, insecure=True, default=False)
     monkeypatch.setenv("FLWR_HOME", str(home))
     tls = read_superlink_connection("tls")
     assert (tls.address, tls.root_certificates, tls.insecure) == ("127.0.0.1:9999", str(ca), False)
     plain = read_superlink_connection("plain")
     assert (plain.address, plain.root_certificates, plain.insecure) == ("127.0.0.1:9998", None, True)
     assert read_superlink_connection(None).name == "tls"  # the default
-    with pytest.raises(ValueError, match="not both"):
-        procs.write_flwr_connection(home, "bad", "127.0.0.1:1", root_cert=ca, insecure=True)
 
 
 def test_node_config_text_is_parsed_by_flower() -> None:
     from flwr.common.config import parse_config_args
 
     values = {"site": "a", "data-path": "/data/site a/x.csv", "num": 3, "lr": 0.5, "dp": True}
-    assert parse_config_args([procs.node_config_arg(values)]) == values
+    assert parse_config_args([node_config_text(values)]) == values
 
 
 def test_flwr_json_failure_is_an_error_although_flwr_exits_0(tmp_path: Path) -> None:
-    env = procs.flwr_env(tmp_path / "flwr")
-    procs.write_flwr_connection(tmp_path / "flwr", "gone", f"127.0.0.1:{procs.free_port()}",
-                                insecure=True)  # fmt: skip
+    env = flower_env(tmp_path / "flwr")
+    write_connection(tmp_path / "flwr", "gone", f"127.0.0.1:{free_port()}", root_cert=None, insecure=True)
     raw = procs.run_command(["flwr", "ls", "gone", "--format", "json"], env=env, timeout=60)
     assert raw.returncode == 0 and '"success": false' in raw.stdout  # Flower's behaviour
     with pytest.raises(procs.FlowerCliError, match="unavailable"):

@@ -1,0 +1,33 @@
+"""The node-config keys: the wire between a site's daemon and the ClientApp it serves.
+
+`medfed client start` turns site.toml into `flower-supernode --node-config` (client/site_config.py),
+the ClientApp reads the same keys back from `context.node_config` (client/site.py, client/mods.py).
+A key spelt differently on the two sides would be silently ignored, and a site's privacy budget
+with it, so both sides use these names.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class NodeKey:
+    """Every key medfed puts in a SuperNode's node config."""
+
+    SITE: Final = "site"
+    STATE_DIR: Final = "state-dir"
+    DEVICE: Final = "device"
+    DATASET: Final = "dataset"
+    DATASET_SITE: Final = "dataset-site"
+    DATA_PATH: Final = "data-path"
+    DATA_FORMAT: Final = "data-format"
+    EPSILON: Final = "epsilon"
+    DELTA: Final = "delta"
+    MAX_GRAD_NORM: Final = "max-grad-norm"
+    REQUIRE_SECAGG: Final = "require-secagg"
+    #: Set by Flower's simulation engine, not by medfed: a simulated node has no `site`.
+    PARTITION_ID: Final = "partition-id"
+
+
+#: The site's privacy ledger, in its state-dir: written by the ClientApp, read by `medfed client status`.
+PRIVACY_LEDGER_FILE: Final = "privacy-ledger.json"
