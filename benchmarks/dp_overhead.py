@@ -29,13 +29,13 @@ from pathlib import Path
 
 import torch
 
-import client.private_trainer as private_trainer_module
+import client.privacy.private_trainer as private_trainer_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 
-from client.ledger import PrivacyLedger  # noqa: E402
-from client.private_trainer import NonPrivateTrainer, PrivateTrainer  # noqa: E402
+from client.privacy.ledger import PrivacyLedger  # noqa: E402
+from client.privacy.private_trainer import NonPrivateTrainer, PrivateTrainer  # noqa: E402
 from common.config import DataConfig, PrivacyConfig  # noqa: E402
 from common.datasets.contract import Split, normalise_with_site_stats  # noqa: E402
 from common.datasets.federated import load_federated  # noqa: E402

@@ -17,7 +17,7 @@ from flwr.client import NumPyClient
 from client.fault_injection import pause_after_training
 from client.reproducibility import seed_site_work
 from client.site import SiteSettings, load_site_data
-from client.trainers import Trainer, make_trainer
+from client.privacy.trainers import Trainer, make_trainer
 from common.config import RunConfig
 from common.device import pick_device
 from common.errors import PrivacyBudgetExceededError

@@ -1,6 +1,6 @@
 """The node-config keys: the wire between a site's daemon and the ClientApp it serves.
 
-`medfed client start` turns site.toml into `flower-supernode --node-config` (client/site_config.py),
+`medfed client start` turns site.toml into `flower-supernode --node-config` (client/daemon/site_config.py),
 the ClientApp reads the same keys back from `context.node_config` (client/site.py, client/mods.py).
 A key spelt differently on the two sides would be silently ignored, and a site's privacy budget
 with it, so both sides use these names.

@@ -13,14 +13,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from client.cli import client_cli
-from common import pki
-from server.cli import server_app_cli
+from simulations.cli.client import client_cli
+from common.ops import pki
+from simulations.cli.server import server_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
 app = typer.Typer()
-app.add_typer(server_app_cli, name="server")
+app.add_typer(server_cli, name="server")
 app.add_typer(client_cli, name="client")
 runner = CliRunner()
 

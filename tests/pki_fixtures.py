@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common import pki
+from common.ops import pki
 
 HOSTS = ["server.example.org", "10.0.0.5"]
 

@@ -19,7 +19,7 @@ Flower 1.41 specifics handled here (see docs/notes/flower-deployment.md):
 - Flower logs are ANSI-coloured whatever the terminal; `wait_for_log` strips colour codes.
 
 Process-tree walking, colour stripping, ports, `--node-config` text and the `flwr` calls are
-medfed's own helpers (common/supervise.py, client/daemon.py, server/flwr_cli.py), imported rather
+medfed's own helpers (common/ops/supervise.py, client/daemon/supervisor.py, server/deploy/flwr_cli.py), imported rather
 than copied: the harness exercises what production runs, and only test-harness code lives here.
 """
 
@@ -38,10 +38,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from client.daemon import free_port, node_config_text
-from common.supervise import descendants, signal_if_same, stop_processes, strip_ansi
-from server import flwr_cli
-from server.flwr_cli import FlwrResult, run_flwr, run_in_own_group
+from client.daemon.supervisor import free_port, node_config_text
+from common.ops.supervise import descendants, signal_if_same, stop_processes, strip_ansi
+from server.deploy import flwr_cli
+from server.deploy.flwr_cli import FlwrResult, run_flwr, run_in_own_group
 
 LOCALHOST = "127.0.0.1"
 

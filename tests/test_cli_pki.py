@@ -1,4 +1,4 @@
-"""`medfed pki init|server|node|list` (common/cli_pki.py): exit codes and what the operator is told."""
+"""`medfed pki init|server|node|list` (simulations/cli/pki.py): exit codes and what the operator is told."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from common import pki
-from common.cli_pki import pki_app
+from common.ops import pki
+from simulations.cli.pki import pki_app
 from common.errors import ConfigError, SecurityError
 
 

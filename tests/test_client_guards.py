@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from client.flower_client import MedfedClient
-from client.ledger import PrivacyLedger
+from client.privacy.ledger import PrivacyLedger
 from client.site import site_settings
 from common.config import RunConfig
 from common.errors import ModelMismatchError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from client.status import connection_from_log
+from client.daemon.status import connection_from_log
 from tests.deploy_files import app, pki_dir, runner, site_toml  # noqa: F401 - pki_dir is a fixture
 
 
@@ -17,7 +17,7 @@ def test_status_without_a_daemon(tmp_path: Path, pki_dir: Path) -> None:
     assert "last known connection: never started" in result.output
     assert "no run has trained at this site yet" in result.output
 
-    from client.ledger import PrivacyLedger, RoundRecord
+    from client.privacy.ledger import PrivacyLedger, RoundRecord
 
     state = tmp_path / "state"
     ledger = PrivacyLedger(state / "privacy-ledger.json")

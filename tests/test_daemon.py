@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from client import daemon
-from client.site_config import load_site_config
-from common import pki
+from client.daemon import supervisor as daemon
+from client.daemon.site_config import load_site_config
+from common.ops import pki
 from common.errors import ConfigError, SecurityError
 from tests.deploy_files import pki_dir, site_toml  # noqa: F401 - pki_dir is a fixture
 
@@ -31,7 +31,7 @@ def test_exit_classification(tmp_path: Path, pki_dir: Path) -> None:
 
 
 def test_a_refusal_is_news_only_for_a_key_never_activated_here(tmp_path: Path, pki_dir: Path) -> None:
-    from common.supervise import LogSink, StopFlag
+    from common.ops.supervise import LogSink, StopFlag
 
     cfg = load_site_config(site_toml(tmp_path, pki_dir))
     cfg.state_dir.mkdir(parents=True)

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from common.cli_data import data_app
+from simulations.cli.data import data_app
 from common.errors import ConfigError, DataError
 
 app = typer.Typer()

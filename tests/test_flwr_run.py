@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from client.daemon import free_port
-from common.supervise import flower_env
+from client.daemon.supervisor import free_port
+from common.ops.supervise import flower_env
 from tests.procs import ProcessGroup, flwr_run, wait_for_port, wait_for_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from common import atomic as atomic_module
-from client.ledger import PrivacyLedger, RoundRecord
+from client.privacy.ledger import PrivacyLedger, RoundRecord
 from common.errors import ConfigError, DataError
 
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 
 from client.fault_injection import PAUSE_ROUNDS_ENV, PAUSE_RUN_ENV, PAUSE_SECONDS_ENV, marker_path
-from client.ledger import PrivacyLedger
-from client.daemon import free_port
-from common import pki
-from common.supervise import FLOWER_ENV_DEFAULTS, descendants, flower_env, proc_stat
+from client.privacy.ledger import PrivacyLedger
+from client.daemon.supervisor import free_port
+from common.ops import pki
+from common.ops.supervise import FLOWER_ENV_DEFAULTS, descendants, flower_env, proc_stat
 from tests.procs import (
     ManagedProcess,
     ProcessGroup,

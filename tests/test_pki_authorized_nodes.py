@@ -1,4 +1,4 @@
-"""The server's authorized_nodes.json (common/pki/authorized_nodes.py): what is recorded per site,
+"""The server's authorized_nodes.json (common/ops/pki/authorized_nodes.py): what is recorded per site,
 fingerprints as ssh-keygen prints them, duplicates and bad names refused, corruption is an error."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common import pki
+from common.ops import pki
 from common.errors import ConfigError, SecurityError
 from tests.pki_fixtures import pki_dir  # noqa: F401 - pki_dir is a fixture
 

@@ -1,4 +1,4 @@
-"""How the PKI writes keys (common/pki/files.py): private keys are 0600 whatever the umask, never
+"""How the PKI writes keys (common/ops/pki/files.py): private keys are 0600 whatever the umask, never
 replaced without force, and force rotates them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common import pki
+from common.ops import pki
 from common.errors import SecurityError
 from tests.pki_fixtures import file_mode
 

@@ -1,4 +1,4 @@
-"""A hospital's node identity (common/pki/node_identity.py): Flower loads and accepts the keys we
+"""A hospital's node identity (common/ops/pki/node_identity.py): Flower loads and accepts the keys we
 write, and the site-side check catches loose modes and mismatched pairs."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import IO
 
 import pytest
 
-from client.daemon import free_port
-from common import pki
+from client.daemon.supervisor import free_port
+from common.ops import pki
 from common.errors import SecurityError
 from tests.pki_fixtures import pki_dir  # noqa: F401 - pki_dir is a fixture
 

@@ -1,4 +1,4 @@
-"""The server certificate (common/pki/server_cert.py): chains to the CA, names the right hosts,
+"""The server certificate (common/ops/pki/server_cert.py): chains to the CA, names the right hosts,
 and a real TLS handshake succeeds with the CA and fails without it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from common import pki
+from common.ops import pki
 from common.errors import ConfigError, SecurityError
 from tests.pki_fixtures import pki_dir  # noqa: F401 - pki_dir is a fixture
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from client import daemon, preflight
-from client.site_config import load_site_config
+from client.daemon import preflight, supervisor as daemon
+from client.daemon.site_config import load_site_config
 from common.errors import ConfigError, DataError
 from tests.deploy_files import app, pki_dir, runner, site_toml  # noqa: F401 - pki_dir is a fixture
 

@@ -9,14 +9,14 @@ from typing import ClassVar
 import pytest
 from flwr.server.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg
 
-from client.private_trainer import NonPrivateTrainer, PrivateTrainer
-from client.trainers import make_trainer
+from client.privacy.private_trainer import NonPrivateTrainer, PrivateTrainer
+from client.privacy.trainers import make_trainer
 from common.config import PrivacyConfig, RunConfig, SecAggConfig
 from common.errors import ConfigError
 from common.privacy import PRIVACY_MODES, privacy_mode, recorded_mode
 from common.privacy.client_dp import CLIENT_DP_MIN_SITES
 from common.privacy.mode import CLIENT_SIDE_FIXED_CLIPPING, DP_SGD, PLAIN, PrivacyMode
-from server.privacy_wrappers import wrap_for_privacy
+from server.privacy.wrappers import wrap_for_privacy
 
 SECAGG = SecAggConfig(update_bound=4.0)
 PRIVACY = PrivacyConfig(max_grad_norm=0.3)

@@ -17,10 +17,10 @@ import torch
 from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import RdpAccountant
 
-import client.private_trainer as pt
-from client.ledger import PrivacyLedger
-from client.private_trainer import NonPrivateTrainer, PrivateTrainer
-from client.trainers import make_trainer
+import client.privacy.private_trainer as pt
+from client.privacy.ledger import PrivacyLedger
+from client.privacy.private_trainer import NonPrivateTrainer, PrivateTrainer
+from client.privacy.trainers import make_trainer
 from client.training import train_epochs
 from common.config import PrivacyConfig, RunConfig
 from common.datasets.contract import Split
@@ -113,8 +113,8 @@ ROUND_SCRIPT = textwrap.dedent(
     import json, sys
     import numpy as np, torch
     sys.path.insert(0, {repo!r})
-    from client.ledger import PrivacyLedger
-    from client.private_trainer import PrivateTrainer
+    from client.privacy.ledger import PrivacyLedger
+    from client.privacy.private_trainer import PrivateTrainer
     from common.config import PrivacyConfig
     from common.datasets.contract import Split
     from common.models import build_model

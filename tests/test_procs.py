@@ -18,9 +18,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import procs  # noqa: E402
 
-from client.daemon import free_port, node_config_text  # noqa: E402
-from common.supervise import flower_env, proc_stat  # noqa: E402
-from server.flwr_cli import write_connection  # noqa: E402
+from client.daemon.supervisor import free_port, node_config_text  # noqa: E402
+from common.ops.supervise import flower_env, proc_stat  # noqa: E402
+from server.deploy.flwr_cli import write_connection  # noqa: E402
 
 PY = sys.executable
 

@@ -1,12 +1,12 @@
-"""client.daemon.ReconnectPacer: a hospital killed mid-run is back as soon as the server lets it in.
+"""client.daemon.supervisor.ReconnectPacer: a hospital killed mid-run is back as soon as the server lets it in.
 
 The clock is a fake, so these tests check the decisions, not the machine's speed.
 """
 
 from __future__ import annotations
 
-from client import daemon
-from client.daemon import KNOWN_NODE_RETRY_S, KNOWN_NODE_WINDOW_S, MAX_BACKOFF_S, ReconnectPacer
+from client.daemon import supervisor as daemon
+from client.daemon.supervisor import KNOWN_NODE_RETRY_S, KNOWN_NODE_WINDOW_S, MAX_BACKOFF_S, ReconnectPacer
 
 
 class FakeClock:

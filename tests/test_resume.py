@@ -27,7 +27,7 @@ def _command(out: Path, data_dir: Path) -> list[str]:
 
 
 def _ledger_epsilons(out: Path) -> dict[str, float]:
-    from client.ledger import PrivacyLedger
+    from client.privacy.ledger import PrivacyLedger
 
     return {
         path.parent.name: max((s["spent"] for s in PrivacyLedger(path).summary().values()), default=0.0)

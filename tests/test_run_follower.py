@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import FederationError
-from server.run_follower import round_line
+from server.deploy.run_follower import round_line
 
 
 def test_round_line_shows_metrics_epsilon_and_events() -> None:
@@ -25,8 +25,8 @@ def test_round_line_shows_metrics_epsilon_and_events() -> None:
 
 def test_follower_gives_up_with_a_resume_hint_when_the_superlink_is_gone(tmp_path: Path, monkeypatch) -> None:
     """A server that dies mid-run must not leave the operator's terminal waiting in silence."""
-    from server import run_follower
-    from server.flwr_cli import FlwrResult
+    from server.deploy import run_follower
+    from server.deploy.flwr_cli import FlwrResult
 
     calls: list[int] = []
     monkeypatch.setattr(run_follower, "FILE_POLL_S", 0.01)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from common import pki
+from common.ops import pki
 from common.errors import ConfigError, SecurityError
-from server import deployment
-from server.deploy_config import load_server_settings
+from server.deploy import superlink as deployment
+from server.deploy.settings import load_server_settings
 from tests.deploy_files import REPO, app, pki_dir, runner, server_toml  # noqa: F401 - pki_dir is a fixture
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from client import daemon
-from client.site_config import load_site_config
-from common import pki
+from client.daemon import supervisor as daemon
+from client.daemon.site_config import load_site_config
+from common.ops import pki
 from common.errors import ConfigError, SecurityError
 from tests.deploy_files import REPO, app, pki_dir, runner, site_toml  # noqa: F401 - pki_dir is a fixture
 

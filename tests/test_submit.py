@@ -8,8 +8,8 @@ import pytest
 
 from common.config import NON_PRIVATE_LEARNING_RATE
 from common.errors import ConfigError
-from server.deploy_config import load_server_settings
-from server.submit import build_run_config, choose_out_dir, parse_overrides, stage_app
+from server.deploy.settings import load_server_settings
+from server.deploy.submit import build_run_config, choose_out_dir, parse_overrides, stage_app
 from tests.deploy_files import pki_dir, server_toml  # noqa: F401 - pki_dir is a fixture
 
 
@@ -19,7 +19,7 @@ def test_run_config_overrides_names_and_out_dirs(tmp_path: Path, pki_dir: Path) 
     with pytest.raises(ConfigError, match="manages itself"):
         parse_overrides(["out-dir='/tmp/x'"])
     stage = stage_app(tmp_path / "stage")
-    from server.submit import app_defaults
+    from server.deploy.submit import app_defaults
 
     defaults = app_defaults(stage)
     out, note = choose_out_dir(cfg.runs_dir, "trial")

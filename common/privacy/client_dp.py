@@ -1,7 +1,7 @@
 """privacy-mode=client-dp: client-level (site-level) DP with Flower's client-side fixed clipping.
 
 Each site clips its whole update to `max-grad-norm` (client/mods.py), the server adds Gaussian
-noise of std z * C to the sum after secure aggregation (server/privacy_wrappers.py). The guarantee
+noise of std z * C to the sum after secure aggregation (server/privacy/wrappers.py). The guarantee
 covers a site's whole contribution, and every site takes part in every round (sampling rate 1),
 so the RDP accountant over the planned rounds gives the epsilon after each round.
 

@@ -4,9 +4,9 @@ A mode used to be a string compared in a dozen files. Now each mode is one `Priv
 subclass in its own file of this package, and the rest of medfed asks the mode object:
   * config validation asks for its `problems` (and the registry for the known names);
   * the site asks which local trainer it needs (`local_training`, a key that
-    client/trainers.py maps to a trainer) and whether it keeps a privacy ledger (`sample_level`);
+    client/privacy/trainers.py maps to a trainer) and whether it keeps a privacy ledger (`sample_level`);
   * the server asks which strategy wrapper it needs (`aggregate_wrapper`, a key that
-    server/privacy_wrappers.py maps to a Flower DP wrapper), the bound every site's update must
+    server/privacy/wrappers.py maps to a Flower DP wrapper), the bound every site's update must
     respect (`update_bound`), and what goes into privacy.json (`calibrated`, `privacy_record`,
     `setup_warnings`);
   * the report and the command line ask for its `label` and whether it is private at all.
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from common.config import PrivacyConfig, RunConfig, SecAggConfig
 
-# Keys of the local trainers (client/trainers.py) and strategy wrappers (server/privacy_wrappers.py).
+# Keys of the local trainers (client/privacy/trainers.py) and strategy wrappers (server/privacy/wrappers.py).
 DP_SGD = "dp-sgd"
 PLAIN = "plain"
 CLIENT_SIDE_FIXED_CLIPPING = "client-side-fixed-clipping"

@@ -1,6 +1,6 @@
 """privacy-mode=sample-dp: DP-SGD (Opacus) at every site, an (epsilon, delta) budget per site.
 
-The site keeps a privacy ledger and refuses to train past its budget (client/private_trainer.py);
+The site keeps a privacy ledger and refuses to train past its budget (client/privacy/private_trainer.py);
 the server only records the epsilon each site reports.
 """
 

@@ -2,7 +2,7 @@
 
   GuardedStrategy  — each site's bounded update through the UpdateGate, the quorum, the records
                      (guarded.py, update_gate.py)
-  the privacy mode's wrapper, if any (server/privacy_wrappers.py; client-level DP: Flower's
+  the privacy mode's wrapper, if any (server/privacy/wrappers.py; client-level DP: Flower's
                      DifferentialPrivacyClientSideFixedClipping, noise added after secure aggregation)
   the configured strategy: one file per strategy, registered below in STRATEGIES
 
@@ -23,7 +23,7 @@ from common.config import RunConfig
 from common.metrics import weighted_mean
 from common.registry import Registry
 from common.updates import nbytes
-from server.privacy_wrappers import wrap_for_privacy
+from server.privacy.wrappers import wrap_for_privacy
 from server.strategies.fedadam import build_fedadam
 from server.strategies.fedavg import build_fedavg
 from server.strategies.fedprox import build_fedprox

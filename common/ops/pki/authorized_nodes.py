@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from common.errors import ConfigError, SecurityError
-from common.pki.files import ensure_dir, now, write_file
+from common.ops.pki.files import ensure_dir, now, write_file
 
 AUTHORIZED_NODES = "authorized_nodes.json"
 _NIST_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)

@@ -1,7 +1,7 @@
 """`medfed server start`: the Flower SuperLink with TLS, node authentication and a database.
 
 Sequence (each step's Flower facts are in docs/notes/flower-deployment.md):
-  1. the caller validated server.toml (server/deploy_config.py);
+  1. the caller validated server.toml (server/deploy/settings.py);
   2. start `flower-superlink` (one HTTPS port for Fleet, Control and Runtime APIs) in
      `state-dir`, its output teed to `state-dir/logs/superlink.log` and stdout;
   3. once it listens, write the CLI connection `medfed` into `state-dir/flwr-home/config.toml`
@@ -23,12 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import pki
+from common.ops import pki
 from common.atomic import atomic_write_json
 from common.errors import ConfigError, FederationError, SecurityError
-from common.supervise import Child, LogSink, StopFlag, exit_status, flower_bin, flower_env
-from server.deploy_config import CONNECTION, ServerSettings
-from server.flwr_cli import flwr_json, write_connection
+from common.ops.supervise import Child, LogSink, StopFlag, exit_status, flower_bin, flower_env
+from server.deploy.settings import CONNECTION, ServerSettings
+from server.deploy.flwr_cli import flwr_json, write_connection
 
 READY_PATTERN = "Uvicorn running on"
 STARTUP_TIMEOUT_S = 90.0

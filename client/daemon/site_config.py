@@ -15,9 +15,9 @@ from typing import Any
 
 from cryptography import x509
 
-from common import pki
+from common.ops import pki
 from common.config import PrivacyConfig
-from common.deploy_toml import TomlFile, split_host_port
+from common.ops.deploy_toml import TomlFile, split_host_port
 from common.device import DEVICE_CHOICES
 from common.errors import SecurityError
 from common.node_config import PRIVACY_LEDGER_FILE, NodeKey

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from common.errors import SecurityError
-from common.pki.authorized_nodes import (
+from common.ops.pki.authorized_nodes import (
     AUTHORIZED_NODES,
     check_site,
     fingerprint,
@@ -22,7 +22,7 @@ from common.pki.authorized_nodes import (
     load_node_public_key,
     register_node_public_key,
 )
-from common.pki.files import CURVE, ensure_dir, exists_error, write_file
+from common.ops.pki.files import CURVE, ensure_dir, exists_error, write_file
 
 
 @dataclass(frozen=True)

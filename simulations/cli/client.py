@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from common.cli_support import user_errors, warn
+from simulations.cli.support import user_errors, warn
 
 client_cli = typer.Typer(
     help="The hospital client: a Flower SuperNode next to the site's data, and its status.",
@@ -29,8 +29,8 @@ def start_cmd(
     ] = False,
 ) -> None:
     """Check config, key and data, then run the SuperNode (reconnecting with backoff) until SIGTERM."""
-    from client.daemon import run_daemon
-    from client.site_config import load_site_config
+    from client.daemon.supervisor import run_daemon
+    from client.daemon.site_config import load_site_config
 
     config = load_site_config(site_config, insecure=insecure)
     for message in config.warnings:
@@ -45,8 +45,8 @@ def status_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
     """Is the daemon running, is it connected, and how much privacy budget has each run spent."""
-    from client.site_config import load_site_config
-    from client.status import collect_status, render
+    from client.daemon.site_config import load_site_config
+    from client.daemon.status import collect_status, render
 
     config = load_site_config(site_config, check_files=False)
     status = collect_status(config)

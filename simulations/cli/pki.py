@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from common import pki
-from common.cli_support import user_errors, warn
+from common.ops import pki
+from simulations.cli.support import user_errors, warn
 from common.errors import SecurityError
 
 pki_app = typer.Typer(

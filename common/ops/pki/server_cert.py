@@ -20,8 +20,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from common.errors import ConfigError, SecurityError
-from common.pki.ca import key_usage, load_ca
-from common.pki.files import (
+from common.ops.pki.ca import key_usage, load_ca
+from common.ops.pki.files import (
     CLOCK_SKEW,
     CURVE,
     ensure_dir,

@@ -20,7 +20,7 @@ from typing import Any
 import tomli_w
 
 from common.atomic import atomic_write_text
-from common.supervise import flower_bin, strip_ansi
+from common.ops.supervise import flower_bin, strip_ansi
 
 
 class FlwrResult(dict):

@@ -28,8 +28,8 @@ import tomli_w
 import common
 from common.config import RunConfig
 from common.errors import ConfigError, FederationError
-from server.deploy_config import CONNECTION, MANAGED_RUN_KEYS, ServerSettings
-from server.flwr_cli import flwr_json
+from server.deploy.settings import CONNECTION, MANAGED_RUN_KEYS, ServerSettings
+from server.deploy.flwr_cli import flwr_json
 from server.strategies import check_strategy
 
 APP_PACKAGES = ("common", "client", "server")

@@ -9,8 +9,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from common.pki.files import read_pem
-from common.pki.server_cert import san_text
+from common.ops.pki.files import read_pem
+from common.ops.pki.server_cert import san_text
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from common.errors import ConfigError, SecurityError
-from common.pki.files import CLOCK_SKEW, CURVE, ensure_dir, exists_error, now, private_pem, write_file
+from common.ops.pki.files import CLOCK_SKEW, CURVE, ensure_dir, exists_error, now, private_pem, write_file
 
 CA_KEY = "ca.key"
 CA_CERT = "ca.pem"

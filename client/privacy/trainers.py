@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Union
 
-from client.ledger import PrivacyLedger
-from client.private_trainer import NonPrivateTrainer, PrivateTrainer
+from client.privacy.ledger import PrivacyLedger
+from client.privacy.private_trainer import NonPrivateTrainer, PrivateTrainer
 from common.config import PrivacyConfig, RunConfig
 from common.privacy import privacy_mode
 from common.privacy.mode import DP_SGD, PLAIN

@@ -1,7 +1,7 @@
 """`medfed client status`: is the daemon up, is it connected, how much budget is spent.
 
 Read-only and safe to run while the daemon runs: the pid file says whether the daemon lives,
-the daemon's own log lines (`medfed-client: ...`, written by client/daemon.py) and Flower's
+the daemon's own log lines (`medfed-client: ...`, written by client/daemon/supervisor.py) and Flower's
 `SuperNode ID:` line say where the connection stands, and the privacy ledger (re-read from
 disk, never written) says what each run has spent of the site's budget.
 """
@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from client.daemon import LOG_PREFIX
-from client.preflight import daemon_alive, read_pid
-from client.site_config import SiteConfig
+from client.daemon.supervisor import LOG_PREFIX
+from client.daemon.preflight import daemon_alive, read_pid
+from client.daemon.site_config import SiteConfig
 from common.errors import MedfedError
 
 TAIL_BYTES = 2_000_000
@@ -65,7 +65,7 @@ def connection_from_log(path: Path) -> dict[str, Any]:
 
 
 def ledger_summary(config: SiteConfig) -> dict[str, Any]:
-    from client.ledger import PrivacyLedger
+    from client.privacy.ledger import PrivacyLedger
 
     try:
         runs = PrivacyLedger(config.ledger_path).summary()

@@ -1,48 +1,19 @@
-"""The `medfed` command: one entry point composed of sub-commands.
-
-  medfed simulate      a whole federation on this machine (Flower simulation engine)
-  medfed data check    validate and summarise a site's data
-  medfed pki ...       consortium CA, server certificate, node identities
-  medfed server ...    start the SuperLink, submit a federated run   (operator)
-  medfed client ...    the hospital daemon and its status            (hospital IT)
-"""
+"""`medfed simulate`: a whole private federation of hospitals on this machine (the options;
+the run itself is simulations/simulate.py)."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from common.cli_support import user_errors, warn
 from common.config import PrivacyConfig
 from common.privacy import PRIVACY_MODES
 from common.privacy.no_dp import NO_DP
-
-app = typer.Typer(
-    help="medfed: federated, privacy-preserving deep learning for hospitals.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-)
+from simulations.cli.support import user_errors, warn
 
 
-def _mount(module: str, attr: str, name: str) -> None:
-    """Add a sub-command group if its module is present (each group lives in its own package)."""
-    try:
-        sub = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):  # pragma: no cover - only while a group is being built
-        return
-    app.add_typer(sub, name=name)
-
-
-_mount("common.cli_data", "data_app", "data")
-_mount("common.cli_pki", "pki_app", "pki")
-_mount("server.cli", "server_app_cli", "server")
-_mount("client.cli", "client_cli", "client")
-
-
-@app.command()
 @user_errors
 def simulate(
     dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset: pneumoniamnist, heart-disease, ecg5000.")] = None,
@@ -113,11 +84,3 @@ def simulate(
     with display:
         result = run(cfg, data_dir=str(data_dir) if data_dir else None, display=display, verbose=verbose)
     print_summary(result)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

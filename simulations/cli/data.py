@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from common.cli_support import user_errors
+from simulations.cli.support import user_errors
 from common.config import DataConfig
 from common.datasets.builtin import BUILTIN_DATASETS
 from common.datasets.check import summarise

@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from common.cli_support import user_errors, warn
-from server.deploy_config import load_server_settings
+from simulations.cli.support import user_errors, warn
+from server.deploy.settings import load_server_settings
 
-server_app_cli = typer.Typer(
+server_cli = typer.Typer(
     help="The federation server: start the Flower SuperLink, submit and follow runs.",
     no_args_is_help=True,
 )
@@ -21,7 +21,7 @@ ConfigOpt = Annotated[
 ]
 
 
-@server_app_cli.command("start")
+@server_cli.command("start")
 @user_errors
 def start_cmd(
     config: ConfigOpt,
@@ -30,7 +30,7 @@ def start_cmd(
     ] = False,
 ) -> None:
     """Start the SuperLink (TLS, node auth, database), register the hospitals' keys; run until SIGTERM."""
-    from server.deployment import serve
+    from server.deploy.superlink import serve
 
     settings = load_server_settings(config, insecure=insecure)
     for message in settings.warnings:
@@ -38,7 +38,7 @@ def start_cmd(
     raise typer.Exit(serve(settings))
 
 
-@server_app_cli.command("run")
+@server_cli.command("run")
 @user_errors
 def run_cmd(
     config: ConfigOpt,
@@ -59,9 +59,9 @@ def run_cmd(
     ] = False,
 ) -> None:
     """Submit the run described in \\[run] (plus overrides) and follow it round by round."""
-    from server.deployment import connect_cli
-    from server.run_follower import RunFollower, describe_outputs, failure, final_summary
-    from server.submit import (
+    from server.deploy.superlink import connect_cli
+    from server.deploy.run_follower import RunFollower, describe_outputs, failure, final_summary
+    from server.deploy.submit import (
         app_defaults,
         build_run_config,
         check_reachable,

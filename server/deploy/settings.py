@@ -17,9 +17,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from common import pki
+from common.ops import pki
 from common.config import RunConfig
-from common.deploy_toml import TomlFile, split_host_port
+from common.ops.deploy_toml import TomlFile, split_host_port
 from common.errors import SecurityError
 
 EXAMPLE = "deploy/examples/server.toml"
@@ -64,7 +64,7 @@ class ServerSettings:
     @property
     def local_address(self) -> str:
         """Where commands on the server itself reach the SuperLink (the certificate always
-        names the loopback addresses, see common/pki/server_cert.py)."""
+        names the loopback addresses, see common/ops/pki/server_cert.py)."""
         if self.host in ("0.0.0.0", ""):
             return f"127.0.0.1:{self.port}"
         if self.host == "::":

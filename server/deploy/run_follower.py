@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import FederationError
-from server.deploy_config import CONNECTION
-from server.flwr_cli import flwr_json, flwr_log
-from server.submit import FINISHED_MARKER
+from server.deploy.settings import CONNECTION
+from server.deploy.flwr_cli import flwr_json, flwr_log
+from server.deploy.submit import FINISHED_MARKER
 
 FILE_POLL_S = 2.0
 STATUS_POLL_S = 30.0

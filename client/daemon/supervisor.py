@@ -39,12 +39,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from client.preflight import acquire_pid_file, release_pid_file, validate_data
-from client.site_config import SiteConfig
-from common import pki
+from client.daemon.preflight import acquire_pid_file, release_pid_file, validate_data
+from client.daemon.site_config import SiteConfig
+from common.ops import pki
 from common.atomic import atomic_write_json
 from common.errors import ConfigError, MedfedError, SecurityError
-from common.supervise import Child, LogSink, StopFlag, flower_bin, flower_env
+from common.ops.supervise import Child, LogSink, StopFlag, flower_bin, flower_env
 
 MIN_BACKOFF_S = 2.0
 MAX_BACKOFF_S = 60.0

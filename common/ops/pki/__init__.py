@@ -15,7 +15,7 @@ written, and is never replaced unless the caller passes `force=True` (`files`). 
 summarises certificates for `medfed pki list`. Callers use the names below: `pki.init_ca(...)`.
 """
 
-from common.pki.authorized_nodes import (
+from common.ops.pki.authorized_nodes import (
     AUTHORIZED_NODES,
     AuthorizedNode,
     fingerprint,
@@ -23,10 +23,10 @@ from common.pki.authorized_nodes import (
     load_node_public_key,
     register_node_public_key,
 )
-from common.pki.ca import CA_CERT, CA_KEY, CaPaths, init_ca
-from common.pki.inventory import CertInfo, describe_cert
-from common.pki.node_identity import NodeKeyPaths, check_node_identity, create_node_identity
-from common.pki.server_cert import (
+from common.ops.pki.ca import CA_CERT, CA_KEY, CaPaths, init_ca
+from common.ops.pki.inventory import CertInfo, describe_cert
+from common.ops.pki.node_identity import NodeKeyPaths, check_node_identity, create_node_identity
+from common.ops.pki.server_cert import (
     LOOPBACK_HOSTS,
     SERVER_CERT,
     SERVER_KEY,

@@ -12,10 +12,10 @@ import dataclasses
 import os
 from pathlib import Path
 
-from client.site_config import SiteConfig
+from client.daemon.site_config import SiteConfig
 from common.atomic import atomic_write_text
 from common.errors import ConfigError, DataError
-from common.supervise import pid_alive
+from common.ops.supervise import pid_alive
 
 # --------------------------------------------------------------------------- data
 
@@ -24,7 +24,7 @@ def validate_data(config: SiteConfig) -> tuple[SiteConfig, str]:
     """Load the site's data exactly as its ClientApp will and run the dataset checks.
 
     Returns the config with the data format resolved, and a one-line summary."""
-    from client.private_trainer import MIN_PRIVATE_EXAMPLES
+    from client.privacy.private_trainer import MIN_PRIVATE_EXAMPLES
     from common.datasets.check import check_dataset, site_problems
 
     if config.data_path is not None:

@@ -37,7 +37,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from client.ledger import HistoryItem, LedgerEntry, PrivacyLedger, RoundRecord
+from client.privacy.ledger import HistoryItem, LedgerEntry, PrivacyLedger, RoundRecord
 from client.training import make_optimizer, train_epochs
 from common.config import PrivacyConfig
 from common.datasets.contract import Split
@@ -133,7 +133,7 @@ class PrivateTrainer:
         if privacy_mode(privacy.mode).local_training != DP_SGD:
             raise ConfigError(
                 f"PrivateTrainer implements DP-SGD, which privacy-mode={privacy.mode!r} does not use.",
-                "use client.trainers.make_trainer(), which picks the trainer the privacy mode names.",
+                "use client.privacy.trainers.make_trainer(), which picks the trainer the privacy mode names.",
             )
         problems = privacy.problems()
         if problems:

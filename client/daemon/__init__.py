@@ -1,0 +1,1 @@
+"""The hospital daemon (`medfed client start|status`): operations code, not part of the Flower app bundle."""

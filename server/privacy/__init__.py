@@ -1,0 +1,1 @@
+"""The server's side of the privacy modes: the strategy wrappers they name."""

@@ -1,0 +1,1 @@
+"""The `medfed` command: one root app that imports each sub-app explicitly."""
