@@ -61,9 +61,6 @@ def read_image_folder(
     folder: Path, *, image_size: int = 28, channels: int | None = None, labels_csv: str = "labels.csv"
 ) -> RawData:
     check_image_options(image_size, channels)
-    _require_folder(folder, "image folder")
-    table = read_labels_csv(folder, labels_csv)
-    csv_path = folder / labels_csv
 
     def decode(file: Path) -> np.ndarray:
         with Image.open(file) as img:
@@ -71,7 +68,7 @@ def read_image_folder(
             return _pil_to_array(img, image_size)
 
     fix = "replace the file with a valid PNG or JPEG, or delete its line."
-    images = _read_listed(folder, table, csv_path, "image", fix, decode)
+    images, table, csv_path = _read_listed(folder, labels_csv, "image folder", "image", fix, decode)
     return _image_data(images, channels, table, csv_path, labels_csv)
 
 
@@ -97,9 +94,6 @@ def read_dicom_folder(
     from pydicom.pixels import apply_modality_lut
 
     check_image_options(image_size, channels)
-    _require_folder(folder, "DICOM folder")
-    table = read_labels_csv(folder, labels_csv)
-    csv_path = folder / labels_csv
 
     def decode(file: Path) -> tuple[np.ndarray, bool]:
         ds = pydicom.dcmread(file)
@@ -117,24 +111,28 @@ def read_dicom_folder(
         return _dicom_to_array(read[0], image_size, read[1], file)
 
     fix = "export the image again as a complete DICOM file, or delete its line."
-    images = _read_listed(folder, table, csv_path, "DICOM file", fix, decode, convert)
+    images, table, csv_path = _read_listed(folder, labels_csv, "DICOM folder", "DICOM file", fix, decode, convert)
     return _image_data(images, channels, table, csv_path, labels_csv, finite=True)
 
 
 def _read_listed(
     folder: Path,
-    table: pd.DataFrame,
-    csv_path: Path,
+    labels_csv: str,
+    folder_kind: str,
     what: str,
     fix: str,
     decode: Callable[[Path], Any],
     convert: Callable[[Path, Any], np.ndarray] | None = None,
-) -> list[np.ndarray]:
-    """Decode every file the labels CSV lists, each error naming its CSV line.
+) -> tuple[list[np.ndarray], pd.DataFrame, Path]:
+    """Decode every file the labels CSV lists, each error naming its CSV line; returns the
+    arrays, the CSV's table and its path.
 
     Image folders and DICOM folders share this loop; only ``decode`` (the parser call, inside
     `reading`) and ``convert`` (our own checks and scaling, outside it) differ.
     """
+    _require_folder(folder, folder_kind)
+    table = read_labels_csv(folder, labels_csv)
+    csv_path = folder / labels_csv
     images: list[np.ndarray] = []
     for row in table.itertuples(index=False):
         file = folder / row.filename
@@ -147,7 +145,7 @@ def _read_listed(
         with reading(file, what, fix, where):
             read = decode(file)
         images.append(convert(file, read) if convert else read)
-    return images
+    return images, table, csv_path
 
 
 def _image_data(
