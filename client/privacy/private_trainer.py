@@ -1,8 +1,8 @@
 """Sample-level DP-SGD at a site, with privacy spending that survives restarts.
 
-One `PrivateTrainer` serves one run (the ledger's key: the run name) at one site. Its promise: the site's data never
-takes part in a gradient step that would push the run past its (epsilon, delta) budget, and
-the ledger never under-counts, whatever crashes when. Per round:
+One `PrivateTrainer` serves one run (its name is the ledger's key) at one site. Its promise:
+the site's data never takes part in a gradient step that would push the run past its
+(epsilon, delta) budget, and the ledger never under-counts, whatever crashes when. Per round:
 
 1. restore the accountant from the ledger (a fresh `PrivacyEngine` + `load_state_dict`);
 2. compute the epsilon the round *would* reach (the round's steps added to a copy of the
