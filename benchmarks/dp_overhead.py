@@ -93,7 +93,7 @@ def make_round(variant: str, model_name: str, train: Split, shape, k: int, *, ep
             batch_size=batch,
             num_examples=len(train),
             ledger=PrivacyLedger(workdir / f"{model_name}-{variant}.json"),
-            scope=f"bench-{model_name}-{variant}",
+            run_name=f"bench-{model_name}-{variant}",
         )
 
     def one_round() -> tuple[float, float]:

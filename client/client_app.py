@@ -31,7 +31,7 @@ def _client_fn(run_config: Mapping[str, Any] | None) -> Callable[[Context], Clie
 
         cfg = RunConfig.from_flower(run_config if run_config is not None else context.run_config)
         settings = site_settings(cfg, context.node_config, context.run_id)
-        return MedfedClient(cfg, settings, scope=run_name(cfg, context.run_id)).to_client()
+        return MedfedClient(cfg, settings, run_name=run_name(cfg, context.run_id)).to_client()
 
     return client_fn
 

@@ -9,7 +9,7 @@ update is computed, but nothing has left the site yet. A test cannot hit that in
 It does nothing unless the daemon's environment names it:
 
     MEDFED_FAULT_PAUSE_AFTER_TRAINING="1,3"   # server rounds at which to pause
-    MEDFED_FAULT_PAUSE_RUN=heart-faults       # only in this run (privacy scope); default: any run
+    MEDFED_FAULT_PAUSE_RUN=heart-faults       # only in this run (its run name); default: any run
     MEDFED_FAULT_PAUSE_SECONDS=120            # the pause's bound (default 120 s)
 
 When active it says so in the log at every pause, writes `fault-paused-round-<r>` (holding the
@@ -41,12 +41,12 @@ def _pause_rounds() -> set[int]:
     return {int(part) for part in raw.replace(" ", "").split(",") if part}
 
 
-def pause_after_training(state_dir: Path, server_round: int | None, scope: str = "") -> None:
+def pause_after_training(state_dir: Path, server_round: int | None, run_name: str = "") -> None:
     """Pause here (bounded) if the environment asks for it at this round (of this run); otherwise
     return at once."""
     if server_round is None or server_round not in _pause_rounds():
         return
-    if os.environ.get(PAUSE_RUN_ENV) and os.environ[PAUSE_RUN_ENV] != scope:
+    if os.environ.get(PAUSE_RUN_ENV) and os.environ[PAUSE_RUN_ENV] != run_name:
         return
     seconds = float(os.environ.get(PAUSE_SECONDS_ENV, DEFAULT_PAUSE_S))
     marker = marker_path(state_dir, server_round)

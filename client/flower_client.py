@@ -16,7 +16,7 @@ from flwr.client import NumPyClient
 
 from client.fault_injection import pause_after_training
 from client.reproducibility import seed_site_work
-from client.site import SiteSettings, load_site_data
+from client.site import SiteRun, load_site_data
 from client.privacy.trainers import Trainer, make_trainer
 from common.config import RunConfig
 from common.device import pick_device
@@ -30,10 +30,10 @@ log = logging.getLogger("medfed.client")
 
 
 class MedfedClient(NumPyClient):
-    def __init__(self, cfg: RunConfig, settings: SiteSettings, scope: str) -> None:
+    def __init__(self, cfg: RunConfig, settings: SiteRun, run_name: str) -> None:
         self.cfg = cfg
         self.settings = settings
-        self.scope = scope
+        self.run_name = run_name
         self.dataset, self.site = load_site_data(settings)
         self.device = pick_device(settings.device)
         name = resolve_model_name(cfg.training.model, self.dataset.modality)
@@ -68,7 +68,7 @@ class MedfedClient(NumPyClient):
             metrics["noise_multiplier"] = float(result.noise_multiplier)
             metrics["epsilon_budget"] = float(self.settings.privacy.epsilon)
         pause_after_training(self.settings.state_dir, int(server_round) if server_round is not None else None,
-                             self.scope)
+                             self.run_name)
         return get_weights(self.model), int(result.num_examples), metrics
 
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict]:
@@ -85,5 +85,5 @@ class MedfedClient(NumPyClient):
             privacy=self.settings.privacy,
             num_examples=len(self.site.train),
             ledger_path=self.settings.state_dir / PRIVACY_LEDGER_FILE,
-            scope=self.scope,
+            run_name=self.run_name,
         )

@@ -24,10 +24,15 @@ from common.runs import run_out_dir
 
 
 @dataclass(frozen=True)
-class SiteSettings:
+class SiteRun:
+    """The ClientApp's resolved view of this site for one run (node config + run config).
+
+    Not the daemon's `SiteConfig` (site.toml, which outlives runs): this is rebuilt per run.
+    """
+
     name: str
     data: DataConfig
-    site_key: str | int  # site name or partition index inside the dataset
+    site_in_dataset: str | int  # site name or partition index inside the dataset
     state_dir: Path
     device: str
     privacy: PrivacyConfig
@@ -36,7 +41,7 @@ class SiteSettings:
     seed: int | None = None
 
 
-def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> SiteSettings:
+def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> SiteRun:
     """Resolve this node's site from its node config and the run config."""
     if NodeKey.PARTITION_ID in node_config and NodeKey.SITE not in node_config:  # simulation
         index = int(node_config[NodeKey.PARTITION_ID])
@@ -49,7 +54,7 @@ def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -
             )
         name = names[index]
         state_dir = run_out_dir(cfg, run_id) / "sites" / name
-        return SiteSettings(name, cfg.data, name, state_dir, str(node_config.get(NodeKey.DEVICE, "auto")), cfg.privacy,
+        return SiteRun(name, cfg.data, name, state_dir, str(node_config.get(NodeKey.DEVICE, "auto")), cfg.privacy,
                             seed=cfg.data.seed)
 
     if NodeKey.SITE not in node_config:
@@ -59,7 +64,7 @@ def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -
         )
     name = str(node_config[NodeKey.SITE])
     data = cfg.data
-    site_key: str | int = name
+    site_in_dataset: str | int = name
     if node_config.get(NodeKey.DATA_PATH):
         data = dataclasses.replace(
             data,
@@ -69,10 +74,10 @@ def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -
             num_sites=1,
             partition="natural",
         )
-        site_key = 0
+        site_in_dataset = 0
     elif node_config.get(NodeKey.DATASET):
         data = dataclasses.replace(data, dataset=str(node_config[NodeKey.DATASET]), data_path="", partition="natural")
-        site_key = str(node_config.get(NodeKey.DATASET_SITE, name))
+        site_in_dataset = str(node_config.get(NodeKey.DATASET_SITE, name))
     privacy = cfg.privacy
     overrides = {
         NodeKey.EPSILON: ("epsilon", float),
@@ -86,11 +91,11 @@ def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -
         if problems:
             raise ConfigError("Invalid site privacy settings: " + " ".join(problems), "fix the [privacy] table of site.toml.")
     state_dir = Path(str(node_config.get(NodeKey.STATE_DIR, "."))).expanduser()
-    return SiteSettings(name, data, site_key, state_dir, str(node_config.get(NodeKey.DEVICE, "auto")), privacy)
+    return SiteRun(name, data, site_in_dataset, state_dir, str(node_config.get(NodeKey.DEVICE, "auto")), privacy)
 
 
-def load_site_data(settings: SiteSettings, data_dir: str | None = None) -> tuple[FederatedDataset, SiteData]:
+def load_site_data(settings: SiteRun, data_dir: str | None = None) -> tuple[FederatedDataset, SiteData]:
     """The site's data, normalised with statistics of its own training split."""
     dataset = load_run_dataset(settings.data, data_dir)
-    site = dataset.site(settings.site_key)
+    site = dataset.site(settings.site_in_dataset)
     return dataset, normalise_with_site_stats(site, dataset.modality)

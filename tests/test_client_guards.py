@@ -25,7 +25,7 @@ def _client(tmp_path: Path, **overrides) -> MedfedClient:
     } | overrides
     cfg = RunConfig.from_flower(flat)
     settings = site_settings(cfg, {"partition-id": 1}, run_id=1)
-    return MedfedClient(cfg, settings, scope="guards")
+    return MedfedClient(cfg, settings, run_name="guards")
 
 
 def _ledger(client: MedfedClient) -> Path:

@@ -4,6 +4,8 @@ invalid values are refused with a ConfigError naming the key, junk never raises 
 from __future__ import annotations
 
 import math
+import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +30,7 @@ from common.privacy import PRIVACY_MODES
 from common.privacy.mode import ACCOUNTANTS, CLIPPINGS
 from server.strategies import STRATEGIES
 
+REPO = Path(__file__).resolve().parents[1]
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 positive = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -219,3 +222,26 @@ def test_an_explicit_learning_rate_is_kept(mode, rate):
     assert cfg.training.learning_rate == rate
     assert RunConfig.from_flower(cfg.to_flower()) == cfg
     assert RunConfig.from_flower({k: str(v) for k, v in cfg.to_flower().items()}) == cfg  # --run-config strings
+
+
+def test_pyproject_defaults_are_the_config_defaults() -> None:
+    flower_cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert RunConfig.from_flower(flower_cfg) == RunConfig(), "pyproject [tool.flwr.app.config] drifted from RunConfig"
+    assert set(flower_cfg) == set(RunConfig().to_flower()), "every knob must be in pyproject"
+
+
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"secagg-threshold": 3, "secagg-num-shares": 3}, "secagg-threshold"),
+        ({"secagg-num-shares": 2}, "secagg-num-shares"),
+        ({"epsilon": -1.0}, "epsilon"),
+        ({"delta": 1.0}, "delta"),
+        ({"min-sites": 9}, "min-sites"),
+    ],
+)
+def test_invalid_run_config_is_refused_with_the_key_named(changes: dict, key: str) -> None:
+    flat = RunConfig().to_flower() | changes
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_flower(flat)
+    assert key in err.value.message

@@ -61,8 +61,8 @@ def test_only_the_budgeted_modes_check_the_budget() -> None:
 def test_the_trainer_and_the_server_wrapper_follow_the_mode(tmp_path) -> None:
     ledger = tmp_path / "privacy-ledger.json"
     cfg = RunConfig.from_flower({"privacy-mode": "client-dp", "num-sites": 3})
-    assert isinstance(make_trainer(cfg, num_examples=50, ledger_path=ledger, scope="run"), NonPrivateTrainer)
-    assert isinstance(make_trainer(RunConfig(), num_examples=50, ledger_path=ledger, scope="run"), PrivateTrainer)
+    assert isinstance(make_trainer(cfg, num_examples=50, ledger_path=ledger, run_name="run"), NonPrivateTrainer)
+    assert isinstance(make_trainer(RunConfig(), num_examples=50, ledger_path=ledger, run_name="run"), PrivateTrainer)
     inner = FedAvg()
     assert isinstance(wrap_for_privacy(inner, cfg.privacy, num_sites=3), DifferentialPrivacyClientSideFixedClipping)
     assert wrap_for_privacy(inner, RunConfig().privacy, num_sites=3) is inner
@@ -99,7 +99,7 @@ def test_a_new_mode_needs_only_its_registration(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(PRIVACY_MODES, "_entries", dict(PRIVACY_MODES.items()))  # restored after the test
     PRIVACY_MODES.register(_LocalDP.name, _LocalDP())
     cfg = RunConfig.from_flower({"privacy-mode": "local-test-dp", "secagg": False, "num-sites": 2})
-    trainer = make_trainer(cfg, num_examples=50, ledger_path=tmp_path / "ledger.json", scope="run")
+    trainer = make_trainer(cfg, num_examples=50, ledger_path=tmp_path / "ledger.json", run_name="run")
     assert isinstance(trainer, NonPrivateTrainer) and not (tmp_path / "ledger.json").exists()
     inner = FedAvg()
     assert wrap_for_privacy(inner, cfg.privacy, num_sites=2) is inner

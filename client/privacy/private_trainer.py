@@ -1,16 +1,16 @@
 """Sample-level DP-SGD at a site, with privacy spending that survives restarts.
 
-One `PrivateTrainer` serves one scope (a run) at one site. Its promise: the site's data never
-takes part in a gradient step that would push the scope past its (epsilon, delta) budget, and
-the ledger never under-counts, whatever crashes when. Per round:
+One `PrivateTrainer` serves one run (its name is the ledger's key) at one site. Its promise:
+the site's data never takes part in a gradient step that would push the run past its
+(epsilon, delta) budget, and the ledger never under-counts, whatever crashes when. Per round:
 
 1. restore the accountant from the ledger (a fresh `PrivacyEngine` + `load_state_dict`);
 2. compute the epsilon the round *would* reach (the round's steps added to a copy of the
-   history); if that exceeds the budget, mark the scope exhausted and refuse, before any
+   history); if that exceeds the budget, mark the run exhausted and refuse, before any
    gradient is computed;
 3. write that projected spending to the ledger (write-ahead);
 4. train with Opacus (`make_private`: Poisson sampling, flat or ghost clipping, the noise
-   multiplier calibrated once per scope for the planned number of steps);
+   multiplier calibrated once per run for the planned number of steps);
 5. make sure the ledger holds at least what the real accountant recorded.
 
 The sampling rate is the one Opacus itself uses, q = 1 / ceil(n / batch) (about batch / n):
@@ -20,6 +20,7 @@ that q, so the projection and the real history are identical.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import copy
 import functools
@@ -27,7 +28,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ class TrainResult:
     """What one local round produced (the weights stay in the model passed in)."""
 
     loss: float
-    epsilon: float | None  # cumulative for the scope; None without sample-level DP
+    epsilon: float | None  # cumulative for the run; None without sample-level DP
     delta: float | None
     steps: int  # optimizer steps taken this round
     noise_multiplier: float | None
@@ -113,8 +114,68 @@ def _quiet_engine(accountant: str) -> PrivacyEngine:
         return PrivacyEngine(accountant=accountant)
 
 
-class PrivateTrainer:
-    """DP-SGD trainer for one scope at one site (see module docstring)."""
+@dataclass(frozen=True)
+class _LocalRound:
+    """The server's per-round settings for local training: where, and how far from the global model."""
+
+    device: torch.device
+    proximal_mu: float
+    global_weights: Sequence[np.ndarray] | None
+
+
+class _LocalTrainer(abc.ABC):
+    """What PrivateTrainer and NonPrivateTrainer share: the round's entry point and the plumbing
+    around `train_epochs`, so the two differ only in how a round is run (with DP-SGD or without)."""
+
+    local_epochs: int
+    batch_size: int
+    learning_rate: float
+    momentum: float
+
+    def train_round(
+        self,
+        model: nn.Module,
+        train_split: Split,
+        *,
+        device: torch.device,
+        proximal_mu: float = 0.0,
+        global_weights: Sequence[np.ndarray] | None = None,
+    ) -> TrainResult:
+        """One round of local training on `model` (a plain nn.Module, updated in place)."""
+        return self._round(model, train_split, _LocalRound(device, proximal_mu, global_weights))
+
+    @abc.abstractmethod
+    def _round(self, model: nn.Module, split: Split, local: _LocalRound) -> TrainResult: ...
+
+    def _optimizer_and_loader(
+        self, model: nn.Module, split: Split, local: _LocalRound, *, shuffle: bool
+    ) -> tuple[torch.optim.Optimizer, DataLoader]:
+        model.to(local.device)
+        optimizer = make_optimizer(model, self.learning_rate, self.momentum)
+        return optimizer, DataLoader(TensorDataset(split.x, split.y), batch_size=self.batch_size, shuffle=shuffle)
+
+    def _epochs(
+        self,
+        model: nn.Module,
+        loader: DataLoader,
+        optimizer: torch.optim.Optimizer,
+        local: _LocalRound,
+        criterion: Callable[..., torch.Tensor] | None = None,
+    ) -> float:
+        return train_epochs(
+            model,
+            loader,
+            epochs=self.local_epochs,
+            optimizer=optimizer,
+            device=local.device,
+            proximal_mu=local.proximal_mu,
+            global_weights=local.global_weights,
+            criterion=criterion,
+        )
+
+
+class PrivateTrainer(_LocalTrainer):
+    """DP-SGD trainer for one run at one site (see module docstring)."""
 
     def __init__(
         self,
@@ -125,7 +186,7 @@ class PrivateTrainer:
         batch_size: int,
         num_examples: int,
         ledger: PrivacyLedger,
-        scope: str,
+        run_name: str,
         learning_rate: float = 0.5,
         momentum: float = 0.9,
         allow_budget_change: bool = False,
@@ -152,7 +213,7 @@ class PrivateTrainer:
             )
         self.privacy = privacy
         self.ledger = ledger
-        self.scope = scope
+        self.run_name = run_name
         self.num_examples = num_examples
         self.local_epochs = local_epochs
         self.learning_rate = learning_rate
@@ -163,7 +224,7 @@ class PrivateTrainer:
         self.steps_per_round = local_epochs * self.steps_per_epoch
         self.planned_steps = num_rounds * self.steps_per_round
         entry = ledger.open_scope(
-            scope,
+            run_name,
             accountant=privacy.accountant,
             delta=privacy.delta,
             epsilon_budget=privacy.epsilon,
@@ -187,20 +248,20 @@ class PrivateTrainer:
                 f"{self.planned_steps} steps (sample rate {self.sample_rate:.4g}): {err}",
                 "raise epsilon or delta, or plan fewer rounds / local epochs or a smaller batch.",
             ) from None
-        log.info("scope %s: noise multiplier %.4f for %d planned steps", self.scope, sigma, self.planned_steps)
+        log.info("run %s: noise multiplier %.4f for %d planned steps", self.run_name, sigma, self.planned_steps)
 
         def store(e: LedgerEntry) -> None:
             e.noise_multiplier = float(sigma)
             e.sample_rate = self.sample_rate
             e.planned_steps = self.planned_steps
 
-        return self.ledger.update(self.scope, store)
+        return self.ledger.update(self.run_name, store)
 
     def _entry(self) -> LedgerEntry:
-        entry = self.ledger.entry(self.scope)
+        entry = self.ledger.entry(self.run_name)
         if entry is None:
             raise DataError(
-                f"Scope {self.scope!r} disappeared from the privacy ledger {self.ledger.path}.",
+                f"Run {self.run_name!r} disappeared from the privacy ledger {self.ledger.path}.",
                 "restore the ledger from backup; it is the only record of this site's privacy spending.",
             )
         return entry
@@ -219,7 +280,7 @@ class PrivateTrainer:
             return float(accountant.get_epsilon(delta=delta))
 
     def projected_epsilon(self) -> float:
-        """The epsilon this scope would reach after one more round (no side effects)."""
+        """The epsilon this run would reach after one more round (no side effects)."""
         entry = self._entry()
         sim = create_accountant(entry.accountant)
         sim.history = extend_history(entry.history, self.noise_multiplier, self.sample_rate, self.steps_per_round)
@@ -231,7 +292,7 @@ class PrivateTrainer:
         else:
             would = f"would raise epsilon to {projected:.4f}, above"
         return PrivacyBudgetExceededError(
-            f"Training scope {self.scope!r} {would} its budget of {entry.epsilon_budget} "
+            f"Training run {self.run_name!r} {would} its budget of {entry.epsilon_budget} "
             f"(delta={entry.delta}; spent {entry.spent:.4f} over {len(entry.rounds)} rounds). "
             "Nothing was trained or released this round.",
             "nothing to do at this site: it keeps refusing this run, which is the intended outcome. "
@@ -244,10 +305,10 @@ class PrivateTrainer:
     def _reserve_round(self) -> tuple[PrivacyEngine, IAccountant, float]:
         """Check the budget and write the round's projected spending, atomically.
 
-        Runs inside the ledger's lock, so two processes training the same scope can never
+        Runs inside the ledger's lock, so two processes training the same run can never
         both pass the check against the same old spending. Returns the engine restored from
         the ledger (before this round), the simulated accountant and the projected epsilon;
-        raises PrivacyBudgetExceededError (after marking the scope exhausted) instead.
+        raises PrivacyBudgetExceededError (after marking the run exhausted) instead.
         """
         outcome: dict[str, object] = {}
 
@@ -268,24 +329,16 @@ class PrivateTrainer:
             e.rounds.append(RoundRecord(epsilon=projected, steps=self.steps_per_round, completed=False))
             outcome.update(engine=engine, sim=sim, projected=projected)
 
-        self._entry()  # a clear error if the scope vanished from the ledger
-        self.ledger.update(self.scope, reserve)
+        self._entry()  # a clear error if the run vanished from the ledger
+        self.ledger.update(self.run_name, reserve)
         if "refused" in outcome:
             raise self._refusal(outcome["before"], outcome["refused"])  # type: ignore[arg-type]
         return outcome["engine"], outcome["sim"], outcome["projected"]  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ training
 
-    def train_round(
-        self,
-        model: nn.Module,
-        train_split: Split,
-        *,
-        device: torch.device,
-        proximal_mu: float = 0.0,
-        global_weights: Sequence[np.ndarray] | None = None,
-    ) -> TrainResult:
-        """One round of DP-SGD on `model` (a plain nn.Module, updated in place)."""
+    def _round(self, model: nn.Module, train_split: Split, local: _LocalRound) -> TrainResult:
+        """One round of DP-SGD."""
         if len(train_split) != self.num_examples:
             raise DataError(
                 f"The training split has {len(train_split)} examples but the trainer was set up for "
@@ -294,7 +347,7 @@ class PrivateTrainer:
             )
         engine, sim, projected = self._reserve_round()
         steps_before = sum(s for _, _, s in engine.accountant.history)
-        loss = self._train(engine, model, train_split, device, proximal_mu, global_weights)
+        loss = self._train(engine, model, train_split, local)
         real_history = list(engine.accountant.history)
         # Normally identical to the projection (same merge rule); only recompute if not.
         real_eps = projected if real_history == sim.history else self._epsilon(engine.accountant, self.privacy.delta)
@@ -306,7 +359,7 @@ class PrivateTrainer:
                 e.rounds[-1].epsilon = real_eps
             e.rounds[-1].completed = True
 
-        final = self.ledger.update(self.scope, settle)
+        final = self.ledger.update(self.run_name, settle)
         return TrainResult(
             loss=loss,
             epsilon=final.rounds[-1].epsilon,
@@ -316,18 +369,8 @@ class PrivateTrainer:
             num_examples=self.num_examples,
         )
 
-    def _train(
-        self,
-        engine: PrivacyEngine,
-        model: nn.Module,
-        split: Split,
-        device: torch.device,
-        proximal_mu: float,
-        global_weights: Sequence[np.ndarray] | None,
-    ) -> float:
-        model.to(device)
-        optimizer = make_optimizer(model, self.learning_rate, self.momentum)
-        loader = DataLoader(TensorDataset(split.x, split.y), batch_size=self.batch_size)
+    def _train(self, engine: PrivacyEngine, model: nn.Module, split: Split, local: _LocalRound) -> float:
+        optimizer, loader = self._optimizer_and_loader(model, split, local, shuffle=False)
         ghost = self.privacy.clipping == "ghost"
         with _opacus_notices_off():
             made = engine.make_private(
@@ -345,16 +388,7 @@ class PrivateTrainer:
         else:
             (private_model, dp_optimizer, dp_loader), criterion = made, None
         try:
-            return train_epochs(
-                private_model,
-                dp_loader,
-                epochs=self.local_epochs,
-                optimizer=dp_optimizer,
-                device=device,
-                proximal_mu=proximal_mu,
-                global_weights=global_weights,
-                criterion=criterion,
-            )
+            return self._epochs(private_model, dp_loader, dp_optimizer, local, criterion)
         finally:
             # Unhook so the caller gets its plain module back, reusable next round.
             private_model.to_standard_module()
@@ -365,7 +399,7 @@ class PrivateTrainer:
                 p.grad = None
 
 
-class NonPrivateTrainer:
+class NonPrivateTrainer(_LocalTrainer):
     """Same interface as PrivateTrainer for the modes that train "plain" (none; client-dp, where
     clipping and noise happen on the whole update, outside local training): no sample-level DP."""
 
@@ -385,28 +419,10 @@ class NonPrivateTrainer:
         self.learning_rate = learning_rate
         self.momentum = momentum
 
-    def train_round(
-        self,
-        model: nn.Module,
-        train_split: Split,
-        *,
-        device: torch.device,
-        proximal_mu: float = 0.0,
-        global_weights: Sequence[np.ndarray] | None = None,
-    ) -> TrainResult:
+    def _round(self, model: nn.Module, train_split: Split, local: _LocalRound) -> TrainResult:
         if len(train_split) == 0:
             raise DataError("This site has no training examples.", "check the site's data before joining a federation.")
-        model.to(device)
-        optimizer = make_optimizer(model, self.learning_rate, self.momentum)
-        loader = DataLoader(TensorDataset(train_split.x, train_split.y), batch_size=self.batch_size, shuffle=True)
-        loss = train_epochs(
-            model,
-            loader,
-            epochs=self.local_epochs,
-            optimizer=optimizer,
-            device=device,
-            proximal_mu=proximal_mu,
-            global_weights=global_weights,
-        )
+        optimizer, loader = self._optimizer_and_loader(model, train_split, local, shuffle=True)
+        loss = self._epochs(model, loader, optimizer, local)
         return TrainResult(loss, None, None, self.local_epochs * len(loader), None, len(train_split))
 

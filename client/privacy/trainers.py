@@ -18,24 +18,24 @@ from common.privacy.mode import DP_SGD, PLAIN
 from common.registry import Registry
 
 Trainer = Union[PrivateTrainer, NonPrivateTrainer]
-# (run config, the site's privacy settings, training examples, ledger file, scope) -> trainer
+# (run config, the site's privacy settings, training examples, ledger file, run name) -> trainer
 TrainerFactory = Callable[[RunConfig, PrivacyConfig, int, Path, str], Trainer]
 
 TRAINERS: Registry[TrainerFactory] = Registry("local trainer", setting="privacy-mode")
 
 
 def make_trainer(
-    cfg: RunConfig, *, privacy: PrivacyConfig | None = None, num_examples: int, ledger_path: Path, scope: str
+    cfg: RunConfig, *, privacy: PrivacyConfig | None = None, num_examples: int, ledger_path: Path, run_name: str
 ) -> Trainer:
     """The trainer `privacy.mode` asks for (`privacy`: the site's own settings, whose budget
     overrides the run's; default the run's). Only a trainer that needs the ledger opens it,
     so a site without sample-level DP never reads or creates one."""
     privacy = privacy if privacy is not None else cfg.privacy
     build = TRAINERS.get(privacy_mode(privacy.mode).local_training)
-    return build(cfg, privacy, num_examples, ledger_path, scope)
+    return build(cfg, privacy, num_examples, ledger_path, run_name)
 
 
-def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, scope: str) -> Trainer:
+def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str) -> Trainer:
     t = cfg.training
     return PrivateTrainer(
         privacy=privacy,
@@ -44,13 +44,13 @@ def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_pa
         batch_size=t.batch_size,
         num_examples=num_examples,
         ledger=PrivacyLedger(ledger_path),
-        scope=scope,
+        run_name=run_name,
         learning_rate=t.learning_rate,
         momentum=t.momentum,
     )
 
 
-def _plain(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, scope: str) -> Trainer:
+def _plain(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str) -> Trainer:
     t = cfg.training
     return NonPrivateTrainer(
         local_epochs=t.local_epochs,

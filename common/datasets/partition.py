@@ -16,6 +16,7 @@ that is too small to train on is re-drawn a bounded number of times with derived
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +25,8 @@ from common.errors import ConfigError, DataError
 
 MIN_SITE_EXAMPLES = 10  # enough for a non-empty 20 % test hold-out and a few training batches
 MAX_ATTEMPTS = 100
+# (labels, num_sites, alpha, rng) -> one candidate partition, index arrays per site
+Draw = Callable[[np.ndarray, int, float, np.random.Generator], list[np.ndarray]]
 
 
 def partition_iid(
@@ -35,50 +38,51 @@ def partition_iid(
     return [np.sort(p) for p in np.array_split(rng.permutation(len(y)), num_sites)]
 
 
-def partition_dirichlet(
-    y: np.ndarray,
-    num_sites: int,
-    alpha: float,
-    seed: int,
-    min_size: int = MIN_SITE_EXAMPLES,
-    max_attempts: int = MAX_ATTEMPTS,
-) -> list[np.ndarray]:
+def _redrawn(scheme: str, draw: Draw) -> Callable[..., list[np.ndarray]]:
+    """A skewed partitioner from one random ``draw``: re-drawn with seeds ``(seed, attempt)``
+    until every site has ``min_size`` examples, then refused (the loop both skews share)."""
+
+    def partition(
+        y: np.ndarray,
+        num_sites: int,
+        alpha: float,
+        seed: int,
+        min_size: int = MIN_SITE_EXAMPLES,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> list[np.ndarray]:
+        y = _check(y, num_sites, seed, min_size, alpha)
+        for attempt in range(max_attempts):
+            parts = draw(y, num_sites, alpha, np.random.default_rng([seed, attempt]))
+            if min(len(p) for p in parts) >= min_size:
+                return parts
+        raise _too_small(scheme, len(y), num_sites, alpha, min_size, max_attempts)
+
+    partition.__name__ = partition.__qualname__ = f"partition_{scheme}"
+    partition.__doc__ = draw.__doc__
+    return partition
+
+
+def _dirichlet_draw(y: np.ndarray, num_sites: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
     """Label skew: each class is divided among sites in Dirichlet(alpha) proportions."""
-    y = _check(y, num_sites, seed, min_size, alpha)
-    classes = np.unique(y)
-    for attempt in range(max_attempts):
-        rng = np.random.default_rng([seed, attempt])
-        chunks: list[list[np.ndarray]] = [[] for _ in range(num_sites)]
-        for c in classes:
-            idx = rng.permutation(np.flatnonzero(y == c))
-            shares = rng.dirichlet(np.full(num_sites, alpha))
-            cuts = (np.cumsum(shares)[:-1] * len(idx)).astype(int)
-            for site, part in enumerate(np.split(idx, cuts)):
-                chunks[site].append(part)
-        parts = [np.sort(np.concatenate(c)) for c in chunks]
-        if min(len(p) for p in parts) >= min_size:
-            return parts
-    raise _too_small("dirichlet", len(y), num_sites, alpha, min_size, max_attempts)
+    chunks: list[list[np.ndarray]] = [[] for _ in range(num_sites)]
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        shares = rng.dirichlet(np.full(num_sites, alpha))
+        cuts = (np.cumsum(shares)[:-1] * len(idx)).astype(int)
+        for site, part in enumerate(np.split(idx, cuts)):
+            chunks[site].append(part)
+    return [np.sort(np.concatenate(c)) for c in chunks]
 
 
-def partition_quantity(
-    y: np.ndarray,
-    num_sites: int,
-    alpha: float,
-    seed: int,
-    min_size: int = MIN_SITE_EXAMPLES,
-    max_attempts: int = MAX_ATTEMPTS,
-) -> list[np.ndarray]:
+def _quantity_draw(y: np.ndarray, num_sites: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
     """Quantity skew: site sizes from Dirichlet(alpha) over sites, labels IID within each site."""
-    y = _check(y, num_sites, seed, min_size, alpha)
-    n = len(y)
-    for attempt in range(max_attempts):
-        rng = np.random.default_rng([seed, attempt])
-        sizes = _largest_remainder(rng.dirichlet(np.full(num_sites, alpha)), n)
-        if sizes.min() >= min_size:
-            order = rng.permutation(n)
-            return [np.sort(p) for p in np.split(order, np.cumsum(sizes)[:-1])]
-    raise _too_small("quantity", n, num_sites, alpha, min_size, max_attempts)
+    sizes = _largest_remainder(rng.dirichlet(np.full(num_sites, alpha)), len(y))
+    order = rng.permutation(len(y))
+    return [np.sort(p) for p in np.split(order, np.cumsum(sizes)[:-1])]
+
+
+partition_dirichlet = _redrawn("dirichlet", _dirichlet_draw)
+partition_quantity = _redrawn("quantity", _quantity_draw)
 
 
 def stratified_split(y: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.datasets.download import DatasetFiles
+from common.datasets.download import DatasetFiles, verified_checksums
 
 if TYPE_CHECKING:
-    from common.datasets.contract import FederatedDataset
+    from common.datasets.contract import FederatedDataset, SiteData, Split
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,22 @@ class BuiltinDataset:
     files: DatasetFiles
     info: DatasetInfo
     load: Loader
+
+
+def assemble(
+    dataset: BuiltinDataset, folder: Path, sites: dict[str, SiteData], central_test: Split | None = None
+) -> FederatedDataset:
+    """The `FederatedDataset` a built-in loader returns: its name, shapes and classes from
+    ``dataset.info``, and the checksums of the files it read from ``folder``, verified."""
+    from common.datasets.contract import FederatedDataset
+
+    return FederatedDataset(
+        name=dataset.name,
+        modality=dataset.info.modality,
+        input_shape=dataset.info.input_shape,
+        num_classes=dataset.info.num_classes,
+        class_names=list(dataset.info.class_names),
+        sites=sites,
+        checksums=verified_checksums(dataset.files, folder),
+        central_test=central_test,
+    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.datasets.builtin.base import BuiltinDataset, DatasetInfo
-from common.datasets.download import DatasetFile, DatasetFiles, ensure_files, verified_checksums
+from common.datasets.builtin.base import BuiltinDataset, DatasetInfo, assemble
+from common.datasets.download import DatasetFile, DatasetFiles, ensure_files
 from common.errors import DataError
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def load(data_dir: str | Path | None = None, seed: int = 0) -> FederatedDataset:
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    from common.datasets.contract import FederatedDataset, SiteData, Split
+    from common.datasets.contract import SiteData, Split
 
     folder = ensure_files(FILES, data_dir)
     sites: dict[str, SiteData] = {}
@@ -100,15 +100,7 @@ def load(data_dir: str | Path | None = None, seed: int = 0) -> FederatedDataset:
         )
         train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
         sites[site] = SiteData(site, Split.of(x[train_idx], y[train_idx]), Split.of(x[test_idx], y[test_idx]))
-    return FederatedDataset(
-        name=DATASET.name,
-        modality=INFO.modality,
-        input_shape=INFO.input_shape,
-        num_classes=INFO.num_classes,
-        class_names=list(INFO.class_names),
-        sites=sites,
-        checksums=verified_checksums(FILES, folder),
-    )
+    return assemble(DATASET, folder, sites)
 
 
 def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.datasets.builtin.base import BuiltinDataset, DatasetInfo
-from common.datasets.download import DatasetFile, DatasetFiles, ensure_files, verified_checksums
+from common.datasets.builtin.base import BuiltinDataset, DatasetInfo, assemble
+from common.datasets.download import DatasetFile, DatasetFiles, ensure_files
 from common.errors import DataError
 
 if TYPE_CHECKING:
@@ -56,20 +56,11 @@ def load(data_dir: str | Path | None = None, seed: int = 0) -> FederatedDataset:
     The official val split is available from `splits`. ``seed`` is unused: the splits are
     MedMNIST's own.
     """
-    from common.datasets.contract import FederatedDataset, SiteData
+    from common.datasets.contract import SiteData
 
     folder = ensure_files(FILES, data_dir)
     parts = _read(folder)
-    return FederatedDataset(
-        name=DATASET.name,
-        modality=INFO.modality,
-        input_shape=INFO.input_shape,
-        num_classes=INFO.num_classes,
-        class_names=list(INFO.class_names),
-        sites={"pooled": SiteData("pooled", parts["train"], parts["test"])},
-        checksums=verified_checksums(FILES, folder),
-        central_test=parts["test"],
-    )
+    return assemble(DATASET, folder, {"pooled": SiteData("pooled", parts["train"], parts["test"])}, parts["test"])
 
 
 def _read(folder: Path) -> dict[str, Split]:

@@ -7,6 +7,7 @@ format's ``read`` imports its reader from `common.datasets.loaders` when it is c
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,19 @@ class ReadOptions:
 
 
 Reader = Callable[[Path, ReadOptions], "RawData"]
+
+
+def lazy_reader(function: str, *options: str) -> Reader:
+    """The `Reader` that calls ``function`` of `common.datasets.loaders` ("module.name") with the
+    named ``options`` as keywords, importing it only when called: formats differ in which reader
+    and which options, not in how they are wired, so no format writes its own wrapper."""
+    module, name = function.rsplit(".", 1)
+
+    def read(path: Path, read_options: ReadOptions) -> RawData:
+        reader = getattr(importlib.import_module(f"common.datasets.loaders.{module}"), name)
+        return reader(path, **{option: getattr(read_options, option) for option in options})
+
+    return read
 
 
 @dataclass(frozen=True)

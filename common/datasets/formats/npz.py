@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from common.datasets.formats.base import HospitalFormat, ReadOptions
-
-if TYPE_CHECKING:
-    from common.datasets.loaders.base import RawData
-
-
-def read(path: Path, options: ReadOptions) -> RawData:
-    from common.datasets.loaders.npz import read_npz
-
-    return read_npz(path, channels=options.channels)
+from common.datasets.formats.base import HospitalFormat, lazy_reader
 
 
 FORMAT = HospitalFormat(
     name="npz",
     description="MedMNIST-style NumPy archive with {train,val,test}_{images,labels} arrays",
-    read=read,
+    read=lazy_reader("npz.read_npz", "channels"),
     suffixes=(".npz",),
 )

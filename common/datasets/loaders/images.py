@@ -7,7 +7,9 @@ every site; prepare crops beforehand if the aspect ratio matters for the task.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,35 +61,15 @@ def read_image_folder(
     folder: Path, *, image_size: int = 28, channels: int | None = None, labels_csv: str = "labels.csv"
 ) -> RawData:
     check_image_options(image_size, channels)
-    _require_folder(folder, "image folder")
-    table = read_labels_csv(folder, labels_csv)
-    csv_path = folder / labels_csv
-    images: list[np.ndarray] = []
-    for row in table.itertuples(index=False):
-        file = folder / row.filename
-        where = f"(line {row.line} of {csv_path})"
-        if not file.is_file():
-            raise DataError(
-                f"The image {file} listed on line {row.line} of {csv_path} does not exist.",
-                "copy the missing file into the folder or delete its line from the CSV.",
-            )
-        with reading(file, "image", "replace the file with a valid PNG or JPEG, or delete its line.", where):
-            with Image.open(file) as img:
-                img.load()  # decode now: truncated/corrupt files fail here, not later
-                images.append(_pil_to_array(img, image_size))
-    want = channels or (3 if any(a.shape[0] == 3 for a in images) else 1)
-    x = np.stack([match_channels(a[None], want, csv_path)[0] for a in images]).astype(np.float32)
-    lines = table["line"].to_numpy()
-    return RawData(
-        x=x,
-        labels=_csv_labels(table["label"]),
-        modality="image",
-        source=csv_path,
-        label_kind=_label_kind(table["label"]),
-        split=split_column(table.get("split")),
-        locate=lambda i: f"line {lines[i]} of {csv_path}",
-        checksums={labels_csv: file_sha256(csv_path)},
-    )
+
+    def decode(file: Path) -> np.ndarray:
+        with Image.open(file) as img:
+            img.load()  # decode now: truncated/corrupt files fail here, not later
+            return _pil_to_array(img, image_size)
+
+    fix = "replace the file with a valid PNG or JPEG, or delete its line."
+    images, table, csv_path = _read_listed(folder, labels_csv, "image folder", "image", fix, decode)
+    return _image_data(images, channels, table, csv_path, labels_csv)
 
 
 def _pil_to_array(img: Image.Image, size: int) -> np.ndarray:
@@ -112,7 +94,43 @@ def read_dicom_folder(
     from pydicom.pixels import apply_modality_lut
 
     check_image_options(image_size, channels)
-    _require_folder(folder, "DICOM folder")
+
+    def decode(file: Path) -> tuple[np.ndarray, bool]:
+        ds = pydicom.dcmread(file)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        if frames > 1:
+            raise DataError(
+                f"The DICOM file {file} holds {frames} frames; one 2-D image per file is expected.",
+                "export one frame per file (or the frame used for diagnosis).",
+            )
+        # RescaleSlope/Intercept (or a Modality LUT) -> physical units such as Hounsfield
+        pixels = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+        return pixels, str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1"
+
+    def convert(file: Path, read: tuple[np.ndarray, bool]) -> np.ndarray:
+        return _dicom_to_array(read[0], image_size, read[1], file)
+
+    fix = "export the image again as a complete DICOM file, or delete its line."
+    images, table, csv_path = _read_listed(folder, labels_csv, "DICOM folder", "DICOM file", fix, decode, convert)
+    return _image_data(images, channels, table, csv_path, labels_csv, finite=True)
+
+
+def _read_listed(
+    folder: Path,
+    labels_csv: str,
+    folder_kind: str,
+    what: str,
+    fix: str,
+    decode: Callable[[Path], Any],
+    convert: Callable[[Path, Any], np.ndarray] | None = None,
+) -> tuple[list[np.ndarray], pd.DataFrame, Path]:
+    """Decode every file the labels CSV lists, each error naming its CSV line; returns the
+    arrays, the CSV's table and its path.
+
+    Image folders and DICOM folders share this loop; only ``decode`` (the parser call, inside
+    `reading`) and ``convert`` (our own checks and scaling, outside it) differ.
+    """
+    _require_folder(folder, folder_kind)
     table = read_labels_csv(folder, labels_csv)
     csv_path = folder / labels_csv
     images: list[np.ndarray] = []
@@ -121,26 +139,34 @@ def read_dicom_folder(
         where = f"(line {row.line} of {csv_path})"
         if not file.is_file():
             raise DataError(
-                f"The DICOM file {file} listed on line {row.line} of {csv_path} does not exist.",
+                f"The {what} {file} listed on line {row.line} of {csv_path} does not exist.",
                 "copy the missing file into the folder or delete its line from the CSV.",
             )
-        with reading(file, "DICOM file", "export the image again as a complete DICOM file, or delete its line.", where):
-            ds = pydicom.dcmread(file)
-            frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-            if frames > 1:
-                raise DataError(
-                    f"The DICOM file {file} holds {frames} frames; one 2-D image per file is expected.",
-                    "export one frame per file (or the frame used for diagnosis).",
-                )
-            # RescaleSlope/Intercept (or a Modality LUT) -> physical units such as Hounsfield
-            pixels = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
-            inverted = str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1"
-        images.append(_dicom_to_array(pixels, image_size, inverted, file))
+        with reading(file, what, fix, where):
+            read = decode(file)
+        images.append(convert(file, read) if convert else read)
+    return images, table, csv_path
+
+
+def _image_data(
+    images: list[np.ndarray],
+    channels: int | None,
+    table: pd.DataFrame,
+    csv_path: Path,
+    labels_csv: str,
+    *,
+    finite: bool = False,
+) -> RawData:
+    """Stack per-file (C, H, W) arrays at one channel count and label them from the CSV.
+
+    ``finite`` checks for NaN/inf: DICOM's modality LUT can produce them, 8-bit images cannot.
+    """
     want = channels or (3 if any(a.shape[0] == 3 for a in images) else 1)
     x = np.stack([match_channels(a[None], want, csv_path)[0] for a in images]).astype(np.float32)
     lines = table["line"].to_numpy()
     locate = lambda i: f"line {lines[i]} of {csv_path}"  # noqa: E731
-    require_finite(x, csv_path, locate)
+    if finite:
+        require_finite(x, csv_path, locate)
     return RawData(
         x=x,
         labels=_csv_labels(table["label"]),

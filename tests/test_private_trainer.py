@@ -1,4 +1,4 @@
-"""Private training: epsilon accumulates across rounds and restarts, matches an independent
+"""client/privacy/private_trainer.py: epsilon accumulates across rounds and restarts, matches an independent
 accountant, is refused at the budget before any gradient, and is written ahead of training."""
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ def tabular(n: int = N, seed: int = 0) -> Split:
     return Split(torch.from_numpy(x), torch.from_numpy(y))
 
 
-def trainer(ledger: PrivacyLedger, scope: str = "run", **privacy) -> PrivateTrainer:
+def trainer(ledger: PrivacyLedger, run_name: str = "run", **privacy) -> PrivateTrainer:
     cfg = PrivacyConfig(**({"epsilon": 3.0, "delta": 1e-4} | privacy))
     return PrivateTrainer(
         privacy=cfg, num_rounds=ROUNDS, local_epochs=EPOCHS, batch_size=BATCH, num_examples=N,
-        ledger=ledger, scope=scope, learning_rate=0.2,
+        ledger=ledger, run_name=run_name, learning_rate=0.2,
     )
 
 
@@ -124,7 +124,7 @@ ROUND_SCRIPT = textwrap.dedent(
     torch.manual_seed({seed})
     tr = PrivateTrainer(
         privacy=PrivacyConfig(epsilon=3.0, delta=1e-4), num_rounds={rounds}, local_epochs={epochs},
-        batch_size={batch}, num_examples={n}, ledger=PrivacyLedger({ledger!r}), scope="run", learning_rate=0.2,
+        batch_size={batch}, num_examples={n}, ledger=PrivacyLedger({ledger!r}), run_name="run", learning_rate=0.2,
     )
     r = tr.train_round(build_model("mlp", ({features},), 2), Split(torch.from_numpy(x), torch.from_numpy(y)),
                        device=torch.device("cpu"))
@@ -218,9 +218,9 @@ def test_small_sites_batch_cap_and_refusal(tmp_path):
     led = PrivacyLedger(tmp_path / "ledger.json")
     with pytest.raises(DataError, match="only 9 training examples"):
         PrivateTrainer(privacy=PrivacyConfig(), num_rounds=1, local_epochs=1, batch_size=32, num_examples=9,
-                       ledger=led, scope="tiny")
+                       ledger=led, run_name="tiny")
     tr = PrivateTrainer(privacy=PrivacyConfig(), num_rounds=1, local_epochs=1, batch_size=128, num_examples=12,
-                        ledger=led, scope="small")
+                        ledger=led, run_name="small")
     assert tr.batch_size == 12 and tr.sample_rate == 1.0  # never q > 1
     result = tr.train_round(build_model("mlp", (FEATURES,), 2), tabular(12), device=CPU)
     assert result.steps == 1 and 0 < result.epsilon <= 8.0
@@ -231,20 +231,12 @@ def test_small_sites_batch_cap_and_refusal(tmp_path):
 def test_non_private_trainer_reports_no_dp_and_make_trainer_picks(tmp_path):
     led = PrivacyLedger(tmp_path / "ledger.json")
     cfg = RunConfig.from_flower({"privacy-mode": "none", "secagg": False, "num-sites": 2})
-    tr = make_trainer(cfg, num_examples=N, ledger_path=led.path, scope="run")
+    tr = make_trainer(cfg, num_examples=N, ledger_path=led.path, run_name="run")
     assert isinstance(tr, NonPrivateTrainer)
     result = tr.train_round(build_model("mlp", (FEATURES,), 2), tabular(), device=CPU)
     assert result.epsilon is None and result.privacy_label == "no sample-level DP"
     assert led.scopes() == []  # nothing is recorded without sample-level DP
-    assert isinstance(make_trainer(RunConfig(), num_examples=N, ledger_path=led.path, scope="run"), PrivateTrainer)
-
-
-def test_evaluate_copes_with_an_empty_test_split():
-    model = build_model("mlp", (FEATURES,), 2)
-    loss, metrics, probs = evaluate_model(model, tabular(0), device=CPU)
-    assert np.isnan(loss) and probs.shape == (0, 2) and metrics["n"] == 0 and metrics["auc"] is None
-    loss, metrics, probs = evaluate_model(model, tabular(), device=CPU)
-    assert loss > 0 and probs.shape == (N, 2) and np.allclose(probs.sum(1), 1)
+    assert isinstance(make_trainer(RunConfig(), num_examples=N, ledger_path=led.path, run_name="run"), PrivateTrainer)
 
 
 @pytest.mark.parametrize("private", [False, True])
@@ -255,7 +247,7 @@ def test_fedprox_pulls_towards_the_global_weights(tmp_path, private):
         start = get_weights(model)
         if private:
             tr = PrivateTrainer(privacy=PrivacyConfig(epsilon=3.0), num_rounds=2, local_epochs=3, batch_size=BATCH,
-                                num_examples=N, ledger=PrivacyLedger(tmp_path / f"l{mu}.json"), scope="run",
+                                num_examples=N, ledger=PrivacyLedger(tmp_path / f"l{mu}.json"), run_name="run",
                                 learning_rate=0.1)
         else:
             tr = NonPrivateTrainer(local_epochs=3, batch_size=BATCH, num_examples=N, learning_rate=0.1)
@@ -287,7 +279,7 @@ def test_dp_sgd_on_pneumoniamnist_reaches_auc_090(data_dir, tmp_path):
     tr = PrivateTrainer(
         privacy=PrivacyConfig(epsilon=8.0, delta=1e-4, clipping="ghost", max_grad_norm=1.0),
         num_rounds=1, local_epochs=epochs, batch_size=256, num_examples=len(train),
-        ledger=PrivacyLedger(tmp_path / "ledger.json"), scope="central", learning_rate=0.5, momentum=0.9,
+        ledger=PrivacyLedger(tmp_path / "ledger.json"), run_name="central", learning_rate=0.5, momentum=0.9,
     )
     result = tr.train_round(model, train, device=CPU)
     _, metrics, _ = evaluate_model(model, test, device=CPU)
