@@ -27,10 +27,10 @@ from common.runs import run_name
 def _client_fn(run_config: Mapping[str, Any] | None) -> Callable[[Context], Client]:
     def client_fn(context: Context) -> Client:
         from client.flower_client import MedfedClient  # heavy (torch, Opacus): see the module docstring
-        from client.site import site_settings
+        from client.site import site_run
 
         cfg = RunConfig.from_flower(run_config if run_config is not None else context.run_config)
-        settings = site_settings(cfg, context.node_config, context.run_id)
+        settings = site_run(cfg, context.node_config, context.run_id)
         return MedfedClient(cfg, settings, run_name=run_name(cfg, context.run_id)).to_client()
 
     return client_fn

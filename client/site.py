@@ -41,7 +41,7 @@ class SiteRun:
     seed: int | None = None
 
 
-def site_settings(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> SiteRun:
+def site_run(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> SiteRun:
     """Resolve this node's site from its node config and the run config."""
     if NodeKey.PARTITION_ID in node_config and NodeKey.SITE not in node_config:  # simulation
         index = int(node_config[NodeKey.PARTITION_ID])

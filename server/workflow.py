@@ -66,16 +66,21 @@ def _exchange(grid: Grid, rnd: int, instructions: list, *, train: bool, timeout:
     return results, failures
 
 
-def plain_fit_workflow(timeout: float) -> Workflow:
-    """Flower's default fit step (no secure aggregation), with a reply timeout."""
+def _exchange_step(*, train: bool, timeout: float) -> Workflow:
+    """One of Flower's default round steps (fit without secure aggregation, or federated
+    evaluation), bounded by `timeout`: configure, exchange with the sites, aggregate."""
 
     def run(grid: Grid, context: Context) -> None:
         ctx = cast(LegacyContext, context)
         rnd = _current_round(ctx)
-        instructions = ctx.strategy.configure_fit(rnd, _current_parameters(ctx), ctx.client_manager)
+        configure = ctx.strategy.configure_fit if train else ctx.strategy.configure_evaluate
+        instructions = configure(rnd, _current_parameters(ctx), ctx.client_manager)
         if not instructions:
             return
-        results, failures = _exchange(grid, rnd, instructions, train=True, timeout=timeout)
+        results, failures = _exchange(grid, rnd, instructions, train=train, timeout=timeout)
+        if not train:
+            ctx.strategy.aggregate_evaluate(rnd, results, failures)
+            return
         params, metrics = ctx.strategy.aggregate_fit(rnd, results, failures)
         if params is not None:
             ctx.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(params, True)
@@ -84,19 +89,14 @@ def plain_fit_workflow(timeout: float) -> Workflow:
     return run
 
 
+def plain_fit_workflow(timeout: float) -> Workflow:
+    """Flower's default fit step (no secure aggregation), with a reply timeout."""
+    return _exchange_step(train=True, timeout=timeout)
+
+
 def evaluate_workflow(timeout: float) -> Workflow:
     """Flower's default federated-evaluation step, with a reply timeout."""
-
-    def run(grid: Grid, context: Context) -> None:
-        ctx = cast(LegacyContext, context)
-        rnd = _current_round(ctx)
-        instructions = ctx.strategy.configure_evaluate(rnd, _current_parameters(ctx), ctx.client_manager)
-        if not instructions:
-            return
-        results, failures = _exchange(grid, rnd, instructions, train=False, timeout=timeout)
-        ctx.strategy.aggregate_evaluate(rnd, results, failures)
-
-    return run
+    return _exchange_step(train=False, timeout=timeout)
 
 
 class MedfedWorkflow:

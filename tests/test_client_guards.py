@@ -10,7 +10,7 @@ import pytest
 
 from client.flower_client import MedfedClient
 from client.privacy.ledger import PrivacyLedger
-from client.site import site_settings
+from client.site import site_run
 from common.config import RunConfig
 from common.errors import ModelMismatchError
 
@@ -24,7 +24,7 @@ def _client(tmp_path: Path, **overrides) -> MedfedClient:
         "out-dir": str(tmp_path / "run"),
     } | overrides
     cfg = RunConfig.from_flower(flat)
-    settings = site_settings(cfg, {"partition-id": 1}, run_id=1)
+    settings = site_run(cfg, {"partition-id": 1}, run_id=1)
     return MedfedClient(cfg, settings, run_name="guards")
 
 
