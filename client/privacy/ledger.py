@@ -282,6 +282,11 @@ class PrivacyLedger:
         spent = composed_epsilon([e.history for e in doc.entries.values()], doc.lifetime.delta, doc.curves)
         return dataclasses.replace(doc.lifetime, spent=spent)
 
+    def curves(self) -> RdpCurves:
+        """The one-step RDP curves the ledger has cached: pass them to `lifetime.run_epsilon` so a
+        round's projection in a fresh process needs no Opacus `compute_rdp`."""
+        return self._load().curves
+
     def lifetime_spent(self, delta: float) -> float:
         """Every scope's history composed at `delta` (the site's policy delta)."""
         doc = self._load()
