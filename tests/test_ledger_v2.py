@@ -138,3 +138,21 @@ def test_curves_of_other_orders_are_recomputed_not_trusted(tmp_path) -> None:
     doc["rdp"] = {"orders": [2, 3], "curves": [[1.3, 0.08, [99.0, 99.0]]]}
     path.write_text(json.dumps(doc))
     assert PrivacyLedger(path).lifetime().spent == pytest.approx(expected)
+
+
+def test_check_lifetime_refuses_a_round_over_total_epsilon_whatever_the_run_is_called(tmp_path) -> None:
+    from common.errors import ConfigError, PrivacyBudgetExceededError
+
+    ledger = PrivacyLedger(tmp_path / "privacy-ledger.json")
+    with pytest.raises(ConfigError, match="no lifetime budget"):
+        ledger.check_lifetime("a", [(1.1, 0.05, 10)])
+    ledger.open_scope("a", accountant="rdp", delta=1e-5, epsilon_budget=3.0)
+    ledger.update("a", lambda e: setattr(e, "history", [(1.1, 0.05, 400)]))
+    spent = ledger.lifetime_spent(1e-5)
+    ledger.set_lifetime_budget(total_epsilon=spent + 0.05, delta=1e-5)
+    small = ledger.check_lifetime("a", [(1.1, 0.05, 1)])
+    assert spent < small <= spent + 0.05
+    for name in ("a", "renamed"):
+        with pytest.raises(PrivacyBudgetExceededError, match="lifetime epsilon") as info:
+            ledger.check_lifetime(name, [(1.1, 0.05, 200)])
+        assert "new run name brings no fresh budget" in info.value.fix

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator
 
 from client.privacy.lifetime import ORDERS, HistoryItem, RdpCurves, composed_epsilon
 from common.atomic import atomic_write_text
-from common.errors import ConfigError, DataError
+from common.errors import ConfigError, DataError, PrivacyBudgetExceededError
 
 LEDGER_FORMAT = "medfed-privacy-ledger"
 LEDGER_VERSION = 2
@@ -331,6 +331,28 @@ class PrivacyLedger:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def check_lifetime(self, scope: str, extra_history: list[HistoryItem]) -> float:
+        """The projected lifetime epsilon if `scope` takes the steps of `extra_history`, checked
+        against the recorded lifetime budget before any gradient: over it is a
+        `PrivacyBudgetExceededError`, as for a run's own budget. No recorded budget is refused
+        too (fail closed): record the site policy's with `set_lifetime_budget` first."""
+        life = self._load().lifetime
+        if life.total_epsilon is None or life.delta is None:
+            raise ConfigError(
+                f"The privacy ledger {self.path} has no lifetime budget (total-epsilon) recorded.",
+                "record the site policy's budget with set_lifetime_budget(total_epsilon=..., delta=...) first.",
+            )
+        projected = self.projected_total(scope, extra_history, life.delta)
+        if projected > life.total_epsilon:
+            raise PrivacyBudgetExceededError(
+                f"This round of run {scope!r} would raise the site's lifetime epsilon, composed over all "
+                f"{len(self.scopes())} runs on its data, to {projected:.4f}, above its total-epsilon of "
+                f"{life.total_epsilon} (delta={life.delta}; spent so far {life.spent:.4f}). Nothing was trained.",
+                "the site's lifetime budget is spent: only the data owner can raise total-epsilon in site.toml "
+                "[privacy]; a new run name brings no fresh budget.",
+            )
+        return projected
 
     def _write(self, doc: _Document) -> None:
         """Write scopes and the lifetime recomputed from them, in one atomic replace."""
