@@ -156,3 +156,18 @@ def test_check_lifetime_refuses_a_round_over_total_epsilon_whatever_the_run_is_c
         with pytest.raises(PrivacyBudgetExceededError, match="lifetime epsilon") as info:
             ledger.check_lifetime(name, [(1.1, 0.05, 200)])
         assert "new run name brings no fresh budget" in info.value.fix
+
+
+def test_a_new_runs_curve_is_computed_once_for_projection_and_write(tmp_path, monkeypatch) -> None:
+    import opacus.accountants.analysis.rdp as rdp
+
+    ledger = PrivacyLedger(tmp_path / "privacy-ledger.json")
+    ledger.set_lifetime_budget(total_epsilon=8.0, delta=1e-5)
+    ledger.open_scope("new", accountant="rdp", delta=1e-5, epsilon_budget=4.0)
+    calls = []
+    real = rdp.compute_rdp
+    monkeypatch.setattr(rdp, "compute_rdp", lambda **kw: calls.append(kw) or real(**kw))
+    monkeypatch.setattr(lifetime_module, "PROCESS_CURVES", lifetime_module.RdpCurves())
+    projected = ledger.check_lifetime("new", [(1.2345, 0.0321, 50)])
+    ledger.update("new", lambda e: setattr(e, "history", [(1.2345, 0.0321, 50)]))
+    assert len(calls) == 1 and ledger.lifetime().spent == pytest.approx(projected)

@@ -224,6 +224,9 @@ class PrivacyLedger:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        # Curves this object has computed or read: a projection's new (sigma, q) curve is then
+        # not computed again by the reservation write that follows it.
+        self._curves = RdpCurves()
         self._read()  # fail early on a corrupt ledger
 
     # ------------------------------------------------------------------ reading
@@ -239,7 +242,7 @@ class PrivacyLedger:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return _Document({}, Lifetime(), RdpCurves())
+            return _Document({}, Lifetime(), self._curves)
         except (OSError, UnicodeDecodeError) as err:
             raise self._corrupt(str(err)) from None
         try:
@@ -262,8 +265,9 @@ class PrivacyLedger:
                 raise ValueError("'scopes' is missing")
             entries = {str(k): LedgerEntry.from_json(v) for k, v in scopes.items()}
             if version == 1:
-                return _Document(entries, _migrated_lifetime(entries), RdpCurves())
-            return _Document(entries, Lifetime.from_json(raw.get("lifetime")), _curves(raw.get("rdp")))
+                return _Document(entries, _migrated_lifetime(entries), self._curves)
+            curves = self._curves.absorb(_curves(raw.get("rdp")))
+            return _Document(entries, Lifetime.from_json(raw.get("lifetime")), curves)
         except (ValueError, TypeError, AttributeError) as err:
             raise self._corrupt(str(err)) from None
 

@@ -60,6 +60,12 @@ class RdpCurves:
             self._curves[key] = _frozen(compute_rdp(q=key[1], noise_multiplier=key[0], steps=1, orders=list(ORDERS)))
         return self._curves[key]
 
+    def absorb(self, other: "RdpCurves") -> "RdpCurves":
+        """Add the curves `other` has and this one lacks; returns self."""
+        for key, curve in other._curves.items():
+            self._curves.setdefault(key, curve)
+        return self
+
     def curve(self, histories: Iterable[Sequence[HistoryItem]]) -> np.ndarray:
         """The composed RDP curve (one value per order in ORDERS) of every step in `histories`."""
         total = np.zeros(len(ORDERS))
