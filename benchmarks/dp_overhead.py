@@ -16,12 +16,23 @@ Throughput = expected samples per round (n x epochs; Poisson sampling draws n on
 seconds. The variants are interleaved and compared repetition by repetition (see _bench.py);
 the reported slowdown is the median of the per-repetition ratios.
 
-Run from the repository root:  python benchmarks/dp_overhead.py [--quick] [--reps N]
+A second section measures the accounting part of a private round's fixed cost with
+FIXED_COST_RUNS (20) runs already in the site's ledger (noise 1.0-1.5, q 0.05-0.3, 40-400
+steps each), in a fresh ledger object each repetition as a fresh ClientApp process would see it:
+  * today:  the projection as private_trainer.py does it: Opacus `RDPAccountant.get_epsilon`
+            on the run's history plus this round's steps (it recomputes every RDP curve);
+  * medfed: the same run projection from the ledger's cached curves (`lifetime.run_epsilon`)
+            plus the lifetime total over all 20 runs (`PrivacyLedger.projected_total`);
+  * write:  one reservation write (`PrivacyLedger.update`), which recomposes the lifetime section.
+Target: medfed's projection + lifetime composition under FIXED_COST_TARGET_S (50 ms).
+
+Run from the repository root:  python benchmarks/dp_overhead.py [--quick] [--reps N] [--fixed-cost-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import tempfile
 import time
@@ -34,7 +45,8 @@ import client.privacy.private_trainer as private_trainer_module
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 
-from client.privacy.ledger import PrivacyLedger  # noqa: E402
+from client.privacy.ledger import PrivacyLedger, RoundRecord  # noqa: E402
+from client.privacy.lifetime import run_epsilon  # noqa: E402
 from client.privacy.private_trainer import NonPrivateTrainer, PrivateTrainer  # noqa: E402
 from common.config import DataConfig, PrivacyConfig  # noqa: E402
 from common.datasets.contract import Split, normalise_with_site_stats  # noqa: E402
@@ -48,6 +60,8 @@ CASES = (  # (model, dataset)
 )
 VARIANTS = ("non-private", "hooks", "ghost")
 TARGET_GHOST_SLOWDOWN = 1.5
+FIXED_COST_RUNS = 20
+FIXED_COST_TARGET_S = 0.05
 
 _LOOP_SECONDS: list[float] = []  # filled by the wrapper below, one entry per train_epochs call
 _real_train_epochs = private_trainer_module.train_epochs
@@ -107,6 +121,58 @@ def make_round(variant: str, model_name: str, train: Split, shape, k: int, *, ep
     return one_round, count_parameters(model)
 
 
+def fixed_cost(workdir: Path, reps: int, delta: float = 1e-4) -> dict:
+    """The accounting part of a private round's fixed cost, today's vs medfed's (module docstring)."""
+    from opacus.accountants import create_accountant
+
+    rng = random.Random(0)
+    ledger = PrivacyLedger(workdir / "fixed-cost-ledger.json")
+    ledger.set_lifetime_budget(total_epsilon=1e6, delta=delta)
+    for i in range(FIXED_COST_RUNS):
+        history = [(round(rng.uniform(1.0, 1.5), 3), round(rng.uniform(0.05, 0.3), 3), rng.randint(40, 400))]
+        ledger.open_scope(f"run-{i}", accountant="rdp", delta=delta, epsilon_budget=1e6)
+        ledger.update(f"run-{i}", lambda e, h=history: (setattr(e, "history", h),
+                                                       e.rounds.append(RoundRecord(epsilon=0.0, steps=h[0][2]))))
+    scope = f"run-{FIXED_COST_RUNS - 1}"
+    sigma, q, _ = ledger.entry(scope).history[-1]
+    extra = [(sigma, q, 20)]  # this round's steps, at the run's own (noise, rate)
+    today, medfed, write = [], [], []
+    for _ in range(reps + 1):  # the first repetition is a warm-up
+        fresh = PrivacyLedger(ledger.path)
+        started = time.perf_counter()
+        sim = create_accountant("rdp")
+        sim.history = private_trainer_module.extend_history(fresh.entry(scope).history, sigma, q, 20)
+        with private_trainer_module._opacus_notices_off():
+            sim.get_epsilon(delta=delta)
+        today.append(time.perf_counter() - started)
+        fresh = PrivacyLedger(ledger.path)
+        started = time.perf_counter()
+        run_epsilon(fresh.entry(scope).history + extra, delta, fresh.curves())
+        fresh.projected_total(scope, extra, delta)
+        medfed.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        fresh.update(scope, lambda e: e.rounds.append(RoundRecord(epsilon=0.0, steps=20)))
+        write.append(time.perf_counter() - started)
+    today, medfed, write = today[1:], medfed[1:], write[1:]
+    out = {
+        "runs_in_ledger": FIXED_COST_RUNS,
+        "today_opacus_projection_seconds": today,
+        "medfed_projection_and_lifetime_seconds": medfed,
+        "ledger_write_seconds": write,
+        "today_median_s": _bench.median(today),
+        "medfed_median_s": _bench.median(medfed),
+        "write_median_s": _bench.median(write),
+        "speedup": _bench.paired_ratio(today, medfed),
+    }
+    out["target_met"] = out["medfed_median_s"] < FIXED_COST_TARGET_S
+    print(f"RATIO dp_overhead fixed-cost: Opacus get_epsilon projection {out['today_median_s'] * 1e3:.1f} ms, "
+          f"medfed projection + lifetime over {FIXED_COST_RUNS} runs {out['medfed_median_s'] * 1e3:.2f} ms "
+          f"({out['speedup']:.0f}x faster; target < {FIXED_COST_TARGET_S * 1e3:.0f} ms "
+          f"{'met' if out['target_met'] else 'MISSED'}); ledger write {out['write_median_s'] * 1e3:.1f} ms "
+          f"(median of {reps})", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke mode: small data, 1 repetition (< 60 s)")
@@ -117,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch threads (1 = what a simulated hospital gets: one Ray CPU each)")
     ap.add_argument("--only", default="", help="comma-separated models to run (cnn,gru,mlp)")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/dp_overhead.json)")
+    ap.add_argument("--fixed-cost-only", action="store_true",
+                    help="only the accounting fixed cost with 20 runs in the ledger (< 30 s)")
     args = ap.parse_args(argv)
 
     data_dir = _bench.data_dir()
@@ -129,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="medfed-dp-bench-") as tmp:
+        fixed = fixed_cost(Path(tmp), reps=5 if args.quick or args.fixed_cost_only else 20)
         for model_name, dataset in CASES:
-            if only and model_name not in only:
+            if args.fixed_cost_only or (only and model_name not in only):
                 continue
             train, shape, k = site_training_split(dataset, data_dir, limit)
             rounds = reps + 2
@@ -175,14 +244,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"ghost/non-private {loop['ghost']:.2f}x; whole round ghost/non-private {rnd['ghost']:.2f}x "
                   f"(median of {reps} paired reps)", flush=True)
 
-    print()
-    print(_bench.table(rows, ["model", "dataset", "params", "n", "loop samples/s non-private",
-                              "loop samples/s hooks", "loop samples/s ghost", "loop hooks slowdown",
-                              "loop ghost slowdown", "round ghost slowdown", "ghost fixed s/round",
-                              "ghost loop <= 1.5x"]))
+    if rows:
+        print()
+        print(_bench.table(rows, ["model", "dataset", "params", "n", "loop samples/s non-private",
+                                  "loop samples/s hooks", "loop samples/s ghost", "loop hooks slowdown",
+                                  "loop ghost slowdown", "round ghost slowdown", "ghost fixed s/round",
+                                  "ghost loop <= 1.5x"]))
     payload = {
         "benchmark": "dp_overhead",
-        "command": "python benchmarks/dp_overhead.py" + (" --quick" if args.quick else "") + (f" --reps {args.reps}" if args.reps != 3 else ""),
+        "command": "python benchmarks/dp_overhead.py" + (" --quick" if args.quick else "") + (f" --reps {args.reps}" if args.reps != 3 else "") + (" --fixed-cost-only" if args.fixed_cost_only else ""),
         "quick": args.quick,
         "settings": {"epochs": epochs, "batch_size": args.batch_size, "threads": args.threads, "reps": reps,
                      "epsilon": 8.0, "delta": 1e-4, "max_grad_norm": 1.0, "device": "cpu"},
@@ -191,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_end": _bench.loadavg(),
         "wall_seconds": round(time.monotonic() - started, 1),
         "results": results,
+        "fixed_cost": fixed,
     }
-    path = _bench.write_result("dp_overhead" + ("-quick" if args.quick else ""), payload, out=args.out)
+    name = "dp_overhead" + ("-fixed-cost" if args.fixed_cost_only else "") + ("-quick" if args.quick else "")
+    path = _bench.write_result(name, payload, out=args.out)
     print(f"\nwrote {path}")
     return 0
 

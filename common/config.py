@@ -8,6 +8,7 @@ reports *every* problem at once (Opacus-validator style), each with the value to
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -207,6 +208,8 @@ class RunConfig:
     out_dir: str = ""
     # Names the run across restarts: privacy ledgers and checkpoints are keyed by it.
     run_name: str = ""
+    # Simulation only: the virtual hospitals' privacy policies (see SITE_POLICY_KEYS).
+    site_policy: str = ""
 
     def __post_init__(self) -> None:
         """Resolve the automatic learning rate, so `training.learning_rate` is always the rate the
@@ -223,6 +226,7 @@ class RunConfig:
             + self.privacy.problems()
             + self.secagg.problems(self.data.num_sites)
             + self.federation.problems()
+            + site_policy_problems(self.site_policy)
         )
         if self.federation.min_sites > self.data.num_sites:
             out.append(
@@ -294,6 +298,43 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+#: The keys of a site's privacy policy: site.toml's [privacy] names (plus require-secagg, which
+#: site.toml keeps in [site]). In simulation the researcher plays every hospital, so the run
+#: config's `site-policy` carries them as JSON: {"*": {...every site...}, "site-2": {...}}.
+#: The policy itself (types, ranges, modes) is client/privacy/policy.py; common/ only knows the names.
+SITE_POLICY_KEYS = (
+    "mode", "allow-modes", "epsilon", "total-epsilon", "delta", "max-grad-norm", "accountant",
+    "min-cohort", "require-secagg", "release-evaluation",
+)  # fmt: skip
+
+
+def site_policy_overrides(text: str) -> dict[str, dict[str, Any]]:
+    """The parsed `site-policy` value ("" = no overrides); ValueError says what is wrong."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"site-policy is not valid JSON ({err.msg} at character {err.pos})") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ValueError('site-policy must be a JSON object of objects, e.g. {"*": {"total-epsilon": 8}}')
+    for site, keys in raw.items():
+        unknown = sorted(set(keys) - set(SITE_POLICY_KEYS))
+        if unknown:
+            raise ValueError(
+                f"site-policy[{site!r}] has unknown key(s) {', '.join(unknown)}; use {', '.join(SITE_POLICY_KEYS)}"
+            )
+    return raw
+
+
+def site_policy_problems(text: str) -> list[str]:
+    try:
+        site_policy_overrides(text)
+    except ValueError as err:
+        return [f"{err}."]
+    return []
 
 
 def _finite(x: float) -> bool:
@@ -384,4 +425,5 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "central-eval": ("federation", "central_eval", bool),
     "out-dir": ("", "out_dir", str),
     "run-name": ("", "run_name", str),
+    "site-policy": ("", "site_policy", str),
 }

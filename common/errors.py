@@ -63,3 +63,11 @@ class FederationError(MedfedError):
     """The federation could not proceed (quorum not reached, server unreachable, ...)."""
 
     exit_code = 8
+
+
+class SitePolicyRefusal(MedfedError):
+    """A site refused a request because its own privacy policy does not allow it (a privacy
+    mode it does not allow, a SecAgg+ cohort too small to hide its update, ...). The site
+    decides this, not the server: the operator can only resubmit within the site's policy."""
+
+    exit_code = 9

@@ -25,6 +25,13 @@ class NodeKey:
     DELTA: Final = "delta"
     MAX_GRAD_NORM: Final = "max-grad-norm"
     REQUIRE_SECAGG: Final = "require-secagg"
+    # The rest of the site's privacy policy (client/privacy/policy.py, site.toml [privacy]).
+    PRIVACY_MODE: Final = "privacy-mode"
+    ALLOW_MODES: Final = "allow-modes"  # comma-separated: node-config values are scalars
+    TOTAL_EPSILON: Final = "total-epsilon"
+    ACCOUNTANT: Final = "accountant"
+    MIN_COHORT: Final = "min-cohort"
+    RELEASE_EVALUATION: Final = "release-evaluation"
     #: Set by Flower's simulation engine, not by medfed: a simulated node has no `site`.
     PARTITION_ID: Final = "partition-id"
 

@@ -22,8 +22,9 @@ def test_valid_site_toml_and_node_config(tmp_path: Path, pki_dir: Path) -> None:
     assert node == {
         "site": "cleveland", "state-dir": str((tmp_path / "state").resolve()), "device": "auto",
         "epsilon": 5.0, "delta": 1e-4, "require-secagg": False, "dataset": "heart-disease",
-        "dataset-site": "cleveland",
-    }
+        "dataset-site": "cleveland", "privacy-mode": "sample-dp", "allow-modes": "sample-dp",
+        "total-epsilon": 5.0, "accountant": "rdp", "min-cohort": 3, "release-evaluation": True,
+    }  # total-epsilon absent: fail closed, one run's worth
     text = daemon.node_config_text(node)
     assert 'site="cleveland"' in text and "epsilon=5.0" in text and "require-secagg=false" in text
     argv = daemon.supernode_argv(cfg, 45678)
@@ -88,3 +89,42 @@ def test_site_insecure_flag_warnings_and_argv(tmp_path: Path, pki_dir: Path, mon
 def test_shipped_site_tomls_use_only_known_keys(path: Path) -> None:
     cfg = load_site_config(path, check_files=False)
     assert not cfg.insecure and cfg.require_secagg and cfg.private_key is not None
+
+
+def test_site_toml_privacy_policy_keys_become_the_sites_policy(tmp_path: Path, pki_dir: Path) -> None:
+    privacy = ('mode = "sample-dp"\nallow-modes = ["sample-dp", "client-dp"]\nepsilon = 4.0\ntotal-epsilon = 12.0\n'
+               'delta = 1e-5\nmax-grad-norm = 0.8\naccountant = "prv"\nmin-cohort = 5\nrelease-evaluation = false\n')
+    cfg = load_site_config(site_toml(tmp_path, pki_dir, site="require-secagg = true", privacy=privacy))
+    policy = cfg.policy()
+    assert (policy.mode, policy.allowed_modes, policy.epsilon, policy.total_epsilon, policy.delta) == (
+        "sample-dp", ("sample-dp", "client-dp"), 4.0, 12.0, 1e-5)
+    assert (policy.max_grad_norm, policy.accountant, policy.min_cohort) == (0.8, "prv", 5)
+    assert policy.require_secagg and not policy.release_evaluation
+    node = cfg.node_config()
+    assert node["allow-modes"] == "sample-dp,client-dp" and node["total-epsilon"] == 12.0
+    assert node["release-evaluation"] is False and node["min-cohort"] == 5
+    assert 'allow-modes="sample-dp,client-dp"' in daemon.node_config_text(node)
+
+
+def test_site_toml_without_total_epsilon_fails_closed(tmp_path: Path, pki_dir: Path) -> None:
+    cfg = load_site_config(site_toml(tmp_path, pki_dir))
+    assert cfg.total_epsilon is None and cfg.policy().total_epsilon == cfg.epsilon == 5.0
+    assert cfg.policy().allowed_modes == ("sample-dp",)
+
+
+def test_site_toml_policy_problems_are_all_reported(tmp_path: Path, pki_dir: Path) -> None:
+    privacy = ('epsilon = 5.0\ndelta = 1e-4\nmode = "client-dp"\nallow-modes = "sample-dp"\nmin-cohort = 1\n'
+               'accountant = "moments"\ntotal-epsilon = -2.0\nallow-mode = ["none"]\nrelease-evaluation = "no"\n')
+    with pytest.raises(ConfigError) as info:
+        load_site_config(site_toml(tmp_path, pki_dir, privacy=privacy))
+    text = info.value.message
+    assert "[privacy] allow-mode is not a known key (did you mean 'allow-modes'" in text
+    assert "[privacy] allow-modes = 'sample-dp' must be a list of mode names" in text
+    assert "[privacy] min-cohort=1 must be a whole number >= 2" in text
+    assert "[privacy] accountant='moments' is unknown" in text
+    assert "[privacy] total-epsilon=-2.0 must be a positive number" in text
+    assert "[privacy] release-evaluation = 'no' must be true or false" in text
+    privacy = 'epsilon = 5.0\ndelta = 1e-4\nmode = "client-dp"\nallow-modes = ["sample-dp", "nope"]\n'
+    with pytest.raises(ConfigError) as info:
+        load_site_config(site_toml(tmp_path, pki_dir, privacy=privacy))
+    assert "'nope'" in info.value.message and "mode='client-dp' is not in allow-modes" in info.value.message

@@ -1,8 +1,8 @@
 """`site.toml`: one hospital's settings for `medfed client start|status`, validated up front.
 
-The hospital decides its own privacy budget here ([privacy]); the daemon hands it to every
-ClientApp through the SuperNode's node config, where it overrides whatever a run asks
-(client/site.py). Missing or loose key material is a `SecurityError` (exit 7) before anything
+The hospital decides its own privacy policy here ([privacy], plus [site] require-secagg):
+`SiteConfig.policy()` is a `client.privacy.policy.SitePolicy`, and the daemon hands it to every
+ClientApp through the SuperNode's node config, where it overrides whatever a run asks. Missing or loose key material is a `SecurityError` (exit 7) before anything
 connects; a typo in a key name is a `ConfigError` (exit 2) listing every problem at once.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from cryptography import x509
 
+from client.privacy.policy import DEFAULT_MIN_COHORT, SitePolicy
 from common.ops import pki
-from common.config import PrivacyConfig
 from common.ops.deploy_toml import TomlFile, split_host_port
 from common.device import DEVICE_CHOICES
 from common.errors import SecurityError
@@ -27,7 +27,8 @@ EXAMPLE = "deploy/examples/site.toml"
 TABLES = {"site", "data", "privacy", "tls", "identity"}
 SITE_KEYS = {"name", "server", "state-dir", "device", "insecure", "require-secagg", "runtime-port", "max-wait-time"}
 DATA_KEYS = {"dataset", "site", "path", "format"}
-PRIVACY_KEYS = {"epsilon", "delta", "max-grad-norm"}
+PRIVACY_KEYS = {"mode", "allow-modes", "epsilon", "total-epsilon", "delta", "max-grad-norm", "accountant",
+                "min-cohort", "release-evaluation"}
 TLS_KEYS = {"ca-cert"}
 IDENTITY_KEYS = {"private-key", "public-key"}
 SITE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as `medfed pki node --site`
@@ -59,6 +60,12 @@ class SiteConfig:
     epsilon: float
     delta: float
     max_grad_norm: float | None
+    mode: str
+    allow_modes: tuple[str, ...]
+    total_epsilon: float | None  # None: fail-closed default (= epsilon), see SitePolicy
+    accountant: str
+    min_cohort: int
+    release_evaluation: bool
     ca_cert: Path | None
     private_key: Path | None
     public_key: Path | None
@@ -80,18 +87,23 @@ class SiteConfig:
     def ledger_path(self) -> Path:
         return self.state_dir / PRIVACY_LEDGER_FILE  # where client/flower_client.py keeps it
 
+    def policy(self) -> SitePolicy:
+        """The site's privacy policy (validated when the file was loaded)."""
+        return SitePolicy(
+            epsilon=self.epsilon, delta=self.delta, total_epsilon=self.total_epsilon, mode=self.mode,
+            allowed_modes=self.allow_modes, max_grad_norm=self.max_grad_norm, accountant=self.accountant,
+            min_cohort=self.min_cohort, require_secagg=self.require_secagg, release_evaluation=self.release_evaluation,
+        )
+
     def node_config(self) -> dict[str, Any]:
-        """What the ClientApp reads from `context.node_config` (client/site.py, client/mods.py)."""
+        """What the ClientApp reads from `context.node_config` (client/site.py, client/mods.py):
+        the site's facts plus its whole privacy policy (`SitePolicy.to_node_config`)."""
         out: dict[str, Any] = {
             NodeKey.SITE: self.name,
             NodeKey.STATE_DIR: str(self.state_dir.resolve()),
             NodeKey.DEVICE: self.device,
-            NodeKey.EPSILON: self.epsilon,
-            NodeKey.DELTA: self.delta,
-            NodeKey.REQUIRE_SECAGG: self.require_secagg,
+            **self.policy().to_node_config(),
         }
-        if self.max_grad_norm is not None:
-            out[NodeKey.MAX_GRAD_NORM] = self.max_grad_norm
         if self.data_path is not None:
             out[NodeKey.DATA_PATH] = str(self.data_path.resolve())
             out[NodeKey.DATA_FORMAT] = self.data_format
@@ -148,9 +160,17 @@ def load_site_config(path: Path | str, *, insecure: bool = False, check_files: b
     epsilon = toml.get("privacy", "epsilon", float)
     delta = toml.get("privacy", "delta", float)
     max_grad_norm = toml.get("privacy", "max-grad-norm", float, None)
+    mode = toml.get("privacy", "mode", str, SAMPLE_DP.name) or SAMPLE_DP.name
+    allow_modes = _modes(toml, mode)
+    total_epsilon = toml.get("privacy", "total-epsilon", float, None)
+    accountant = toml.get("privacy", "accountant", str, "rdp") or "rdp"
+    min_cohort = toml.get("privacy", "min-cohort", int, DEFAULT_MIN_COHORT)
+    min_cohort = DEFAULT_MIN_COHORT if min_cohort is None else min_cohort
+    release_evaluation = bool(toml.get("privacy", "release-evaluation", bool, True))
     if epsilon is not None and delta is not None:
-        rules = PrivacyConfig(mode=SAMPLE_DP.name, epsilon=epsilon, delta=delta,
-                              max_grad_norm=max_grad_norm if max_grad_norm is not None else 1.0)
+        rules = SitePolicy(epsilon=epsilon, delta=delta, total_epsilon=total_epsilon, mode=mode,
+                           allowed_modes=allow_modes, max_grad_norm=max_grad_norm, accountant=accountant,
+                           min_cohort=min_cohort)
         toml.problems += [f"[privacy] {p}" for p in rules.problems()]
 
     ca_cert = private_key = public_key = None
@@ -176,12 +196,23 @@ def load_site_config(path: Path | str, *, insecure: bool = False, check_files: b
         config_path=toml.path, name=name, server=server, state_dir=state_dir, device=str(device),
         insecure=insecure, require_secagg=require_secagg, runtime_port=int(runtime_port), max_wait_time=float(max_wait),
         dataset=dataset, dataset_site=dataset_site, data_path=data_path, data_format=data_format,
-        epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm,
+        epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm, mode=mode, allow_modes=allow_modes,
+        total_epsilon=total_epsilon, accountant=accountant, min_cohort=min_cohort,
+        release_evaluation=release_evaluation,
         ca_cert=ca_cert, private_key=private_key, public_key=public_key, warnings=tuple(warnings),
     )  # fmt: skip
     if check_files and not insecure:
         check_security_files(config)
     return config
+
+
+def _modes(toml: TomlFile, mode: str) -> tuple[str, ...]:
+    """[privacy] allow-modes: a list of mode names; absent, just `mode`."""
+    raw = toml.table("privacy").get("allow-modes", [mode])
+    if not isinstance(raw, list) or not raw or not all(isinstance(m, str) for m in raw):
+        toml.problems.append(f'[privacy] allow-modes = {raw!r} must be a list of mode names, e.g. ["sample-dp"].')
+        return (mode,)
+    return tuple(raw)
 
 
 def check_security_files(config: SiteConfig) -> None:

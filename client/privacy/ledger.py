@@ -12,11 +12,22 @@ that lives on the site and survives restarts. Rules:
   backup. It is never reset: a fresh ledger would silently restart spending at zero.
 * A scope's budget can be lowered, but raising it (epsilon or delta) needs an explicit
   `allow_budget_change=True`.
+
+Format v2 adds a site-level `lifetime` section: the hospital's budget over all runs
+(`total_epsilon`, `delta`), the `spent` epsilon of every scope's history composed with RDP
+(client/privacy/lifetime.py) after the last write, and the one-step RDP curves seen so far
+(a cache that keeps each round's composition cheap; rebuilt from the histories when the
+orders change). It is rewritten with every scope change, in the same atomic write under the
+same lock, so it can never lag behind the scopes. A v1 ledger (no lifetime section) is
+migrated on reading: every scope is kept as it is, the lifetime is recomputed from the
+histories (delta: the smallest scope delta, the stricter reading), and v2 is written on the
+next write. A renamed run therefore never brings fresh budget: the lifetime total counts it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import math
@@ -25,14 +36,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from client.privacy.lifetime import ORDERS, HistoryItem, RdpCurves, composed_epsilon
 from common.atomic import atomic_write_text
-from common.errors import ConfigError, DataError
+from common.errors import ConfigError, DataError, PrivacyBudgetExceededError
 
 LEDGER_FORMAT = "medfed-privacy-ledger"
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: before the lifetime section (migrated on reading)
 STATUSES = ("ok", "exhausted")
-
-HistoryItem = tuple[float, float, int]  # (noise_multiplier, sample_rate, steps), as in Opacus
 
 
 def _now() -> str:
@@ -151,12 +162,71 @@ def _history_item(h: Any) -> HistoryItem:
     return (sigma, q, steps)
 
 
+@dataclass
+class Lifetime:
+    """The site's spending over all runs on its data.
+
+    total_epsilon: the hospital's lifetime budget (None until the site's policy sets it, e.g.
+    in a migrated v1 ledger); delta: the delta `spent` is computed at (None: no scope yet);
+    spent: every scope's history composed with RDP, as of `updated_at`."""
+
+    total_epsilon: float | None = None
+    delta: float | None = None
+    spent: float = 0.0
+    updated_at: str = field(default_factory=_now)
+
+    @property
+    def left(self) -> float | None:
+        return None if self.total_epsilon is None else max(0.0, self.total_epsilon - self.spent)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> "Lifetime":
+        if not isinstance(raw, dict):
+            raise ValueError("'lifetime' is not an object")
+        out = cls(
+            total_epsilon=_optional(raw.get("total_epsilon"), _number, "lifetime total_epsilon"),
+            delta=_optional(raw.get("delta"), _number, "lifetime delta"),
+            spent=_number(raw.get("spent"), "lifetime spent"),
+            updated_at=str(raw.get("updated_at", "")),
+        )
+        if out.delta is not None and not 0 < out.delta < 1:
+            raise ValueError("the lifetime delta is out of range")
+        if out.total_epsilon is not None and out.total_epsilon <= 0:
+            raise ValueError("the lifetime total_epsilon is not positive")
+        return out
+
+
+@dataclass
+class _Document:
+    """One read of the file: the scopes, the lifetime section and the cached RDP curves."""
+
+    entries: dict[str, LedgerEntry]
+    lifetime: Lifetime
+    curves: RdpCurves
+
+
+def _migrated_lifetime(entries: dict[str, LedgerEntry]) -> Lifetime:
+    """A v1 ledger's lifetime: no total budget yet, delta the strictest recorded."""
+    return Lifetime(delta=min((e.delta for e in entries.values()), default=None))
+
+
+def _curves(raw: Any) -> RdpCurves:
+    """The cached curves; curves computed for other orders (another Opacus) are dropped and
+    recomputed from the histories (they are a cache, the histories are the record)."""
+    if raw is None or raw.get("orders") != list(ORDERS):
+        return RdpCurves()
+    return RdpCurves.from_json(raw.get("curves"))
+
+
 class PrivacyLedger:
     """A JSON file of `LedgerEntry` per scope. Every operation re-reads the file, so several
     processes (a restarted client, a status command) always see the latest spending."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        # Curves this object has computed or read: a projection's new (sigma, q) curve is then
+        # not computed again by the reservation write that follows it.
+        self._curves = RdpCurves()
         self._read()  # fail early on a corrupt ledger
 
     # ------------------------------------------------------------------ reading
@@ -168,25 +238,70 @@ class PrivacyLedger:
             "privacy spending would restart at zero, breaking the promised privacy budget.",
         )
 
-    def _read(self) -> dict[str, LedgerEntry]:
+    def _load(self) -> _Document:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {}
+            return _Document({}, Lifetime(), self._curves)
         except (OSError, UnicodeDecodeError) as err:
             raise self._corrupt(str(err)) from None
         try:
             raw = json.loads(text)
             if not isinstance(raw, dict) or raw.get("format") != LEDGER_FORMAT:
                 raise ValueError(f"not a {LEDGER_FORMAT} file")
-            if raw.get("version") != LEDGER_VERSION:
-                raise ValueError(f"unsupported version {raw.get('version')!r}")
+        except (ValueError, TypeError) as err:
+            raise self._corrupt(str(err)) from None
+        version = raw.get("version")
+        if version not in READABLE_VERSIONS:
+            raise DataError(
+                f"The privacy ledger {self.path} has format version {version!r}; this medfed reads "
+                f"versions {', '.join(map(str, READABLE_VERSIONS))}.",
+                "run the medfed version that wrote it (upgrade this site), or restore the ledger from your "
+                "backup. Do not delete it: the site's privacy spending would restart at zero.",
+            )
+        try:
             scopes = raw.get("scopes")
             if not isinstance(scopes, dict):
                 raise ValueError("'scopes' is missing")
-            return {str(k): LedgerEntry.from_json(v) for k, v in scopes.items()}
+            entries = {str(k): LedgerEntry.from_json(v) for k, v in scopes.items()}
+            if version == 1:
+                return _Document(entries, _migrated_lifetime(entries), self._curves)
+            curves = self._curves.absorb(_curves(raw.get("rdp")))
+            return _Document(entries, Lifetime.from_json(raw.get("lifetime")), curves)
         except (ValueError, TypeError, AttributeError) as err:
             raise self._corrupt(str(err)) from None
+
+    def _read(self) -> dict[str, LedgerEntry]:
+        return self._load().entries
+
+    def histories(self) -> dict[str, list[HistoryItem]]:
+        """Every scope's accountant history: what the lifetime total composes."""
+        return {scope: list(e.history) for scope, e in self._read().items()}
+
+    def lifetime(self) -> Lifetime:
+        """The lifetime section (for a v1 ledger: as migrated, spent recomputed)."""
+        doc = self._load()
+        if doc.lifetime.delta is None:
+            return doc.lifetime
+        spent = composed_epsilon([e.history for e in doc.entries.values()], doc.lifetime.delta, doc.curves)
+        return dataclasses.replace(doc.lifetime, spent=spent)
+
+    def curves(self) -> RdpCurves:
+        """The one-step RDP curves the ledger has cached: pass them to `lifetime.run_epsilon` so a
+        round's projection in a fresh process needs no Opacus `compute_rdp`."""
+        return self._load().curves
+
+    def lifetime_spent(self, delta: float) -> float:
+        """Every scope's history composed at `delta` (the site's policy delta)."""
+        doc = self._load()
+        return composed_epsilon([e.history for e in doc.entries.values()], delta, doc.curves)
+
+    def projected_total(self, scope: str, extra_history: list[HistoryItem], delta: float) -> float:
+        """The lifetime epsilon if `scope` took the steps of `extra_history` too (one read)."""
+        doc = self._load()
+        histories = [e.history for k, e in doc.entries.items() if k != scope]
+        own = list(doc.entries[scope].history) if scope in doc.entries else []
+        return composed_epsilon([*histories, own + list(extra_history)], delta, doc.curves)
 
     def entry(self, scope: str) -> LedgerEntry | None:
         return self._read().get(scope)
@@ -221,26 +336,74 @@ class PrivacyLedger:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _write(self, entries: dict[str, LedgerEntry]) -> None:
-        doc = {
+    def check_lifetime(self, scope: str, extra_history: list[HistoryItem]) -> float:
+        """The projected lifetime epsilon if `scope` takes the steps of `extra_history`, checked
+        against the recorded lifetime budget before any gradient: over it is a
+        `PrivacyBudgetExceededError`, as for a run's own budget. No recorded budget is refused
+        too (fail closed): record the site policy's with `set_lifetime_budget` first."""
+        life = self._load().lifetime
+        if life.total_epsilon is None or life.delta is None:
+            raise ConfigError(
+                f"The privacy ledger {self.path} has no lifetime budget (total-epsilon) recorded.",
+                "record the site policy's budget with set_lifetime_budget(total_epsilon=..., delta=...) first.",
+            )
+        projected = self.projected_total(scope, extra_history, life.delta)
+        if projected > life.total_epsilon:
+            raise PrivacyBudgetExceededError(
+                f"This round of run {scope!r} would raise the site's lifetime epsilon, composed over all "
+                f"{len(self.scopes())} runs on its data, to {projected:.4f}, above its total-epsilon of "
+                f"{life.total_epsilon} (delta={life.delta}; spent so far {life.spent:.4f}). Nothing was trained.",
+                "the site's lifetime budget is spent: only the data owner can raise total-epsilon in site.toml "
+                "[privacy]; a new run name brings no fresh budget.",
+            )
+        return projected
+
+    def _write(self, doc: _Document) -> None:
+        """Write scopes and the lifetime recomputed from them, in one atomic replace."""
+        lifetime = doc.lifetime
+        if lifetime.delta is None and doc.entries:
+            lifetime.delta = min(e.delta for e in doc.entries.values())
+        if lifetime.delta is not None:
+            lifetime.spent = composed_epsilon([e.history for e in doc.entries.values()], lifetime.delta, doc.curves)
+        lifetime.updated_at = _now()
+        out = {
             "format": LEDGER_FORMAT,
             "version": LEDGER_VERSION,
-            "scopes": {k: e.to_json() for k, e in entries.items()},
+            "lifetime": asdict(lifetime),
+            "rdp": {"orders": list(ORDERS), "curves": doc.curves.to_json()},
+            "scopes": {k: e.to_json() for k, e in doc.entries.items()},
         }
         # 0600: the ledger is the site's record of privacy spending, not for other local users.
-        atomic_write_text(self.path, json.dumps(doc, indent=2, allow_nan=False), mode=0o600)
+        atomic_write_text(self.path, json.dumps(out, indent=2, allow_nan=False), mode=0o600)
 
     def update(self, scope: str, change: Callable[[LedgerEntry], None]) -> LedgerEntry:
         """Apply `change` to the scope's entry and write the ledger atomically (under the lock)."""
         with self._locked():
-            entries = self._read()
-            if scope not in entries:
+            doc = self._load()
+            if scope not in doc.entries:
                 raise KeyError(f"scope {scope!r} is not in the ledger {self.path}; open it first")
-            entry = entries[scope]
+            entry = doc.entries[scope]
             change(entry)
             entry.updated_at = _now()
-            self._write(entries)
+            self._write(doc)
             return entry
+
+    def set_lifetime_budget(self, *, total_epsilon: float, delta: float) -> Lifetime:
+        """Record the site policy's lifetime budget (site.toml `total-epsilon`, `delta`).
+
+        Unlike a scope's budget, raising it needs no flag: it only ever comes from the
+        hospital's own site.toml, never from a run. The spent total is recomputed at `delta`."""
+        if not (total_epsilon > 0 and 0 < delta < 1):
+            raise ConfigError(
+                f"The lifetime budget total-epsilon={total_epsilon}, delta={delta} is out of range.",
+                "use a positive total-epsilon and a delta in (0, 1) in site.toml [privacy].",
+            )
+        with self._locked():
+            doc = self._load()
+            if (doc.lifetime.total_epsilon, doc.lifetime.delta) != (total_epsilon, delta) or not self.path.exists():
+                doc.lifetime.total_epsilon, doc.lifetime.delta = total_epsilon, delta
+                self._write(doc)
+            return self.lifetime()
 
     def open_scope(
         self,
@@ -259,7 +422,8 @@ class PrivacyLedger:
         if not scope:
             raise ConfigError("The privacy scope (run key) is empty.", "pass a non-empty scope, e.g. the run id.")
         with self._locked():
-            entries = self._read()
+            doc = self._load()
+            entries = doc.entries
             entry = entries.get(scope)
             if entry is None:
                 entry = LedgerEntry(accountant=accountant, delta=delta, epsilon_budget=epsilon_budget)
@@ -285,5 +449,5 @@ class PrivacyLedger:
                 entry.noise_multiplier = None  # the trainer recalibrates the noise for the new budget
             entry.updated_at = _now()
             entries[scope] = entry
-            self._write(entries)
+            self._write(doc)
             return entry
