@@ -20,14 +20,14 @@ from common.config import PrivacyConfig
 from common.ops.deploy_toml import TomlFile, split_host_port
 from common.device import DEVICE_CHOICES
 from common.errors import SecurityError
-from common.node_config import PRIVACY_LEDGER_FILE, NodeKey
+from common.node_config import AUDIT_LOG_FILE, PRIVACY_LEDGER_FILE, NodeKey
 from common.privacy.sample_dp import SAMPLE_DP
 
 EXAMPLE = "deploy/examples/site.toml"
 TABLES = {"site", "data", "privacy", "tls", "identity"}
 SITE_KEYS = {"name", "server", "state-dir", "device", "insecure", "require-secagg", "runtime-port", "max-wait-time"}
 DATA_KEYS = {"dataset", "site", "path", "format"}
-PRIVACY_KEYS = {"epsilon", "delta", "max-grad-norm"}
+PRIVACY_KEYS = {"epsilon", "total-epsilon", "delta", "max-grad-norm"}
 TLS_KEYS = {"ca-cert"}
 IDENTITY_KEYS = {"private-key", "public-key"}
 SITE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as `medfed pki node --site`
@@ -79,6 +79,10 @@ class SiteConfig:
     @property
     def ledger_path(self) -> Path:
         return self.state_dir / PRIVACY_LEDGER_FILE  # where client/flower_client.py keeps it
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.state_dir / AUDIT_LOG_FILE  # client/privacy/audit.py; its head file sits next to it
 
     def node_config(self) -> dict[str, Any]:
         """What the ClientApp reads from `context.node_config` (client/site.py, client/mods.py)."""

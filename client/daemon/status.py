@@ -3,19 +3,22 @@
 Read-only and safe to run while the daemon runs: the pid file says whether the daemon lives,
 the daemon's own log lines (`medfed-client: ...`, written by client/daemon/supervisor.py) and Flower's
 `SuperNode ID:` line say where the connection stands, and the privacy ledger (re-read from
-disk, never written) says what each run has spent of the site's budget.
+disk, never written) says what each run has spent of the site's budget and what all runs
+together have spent of its lifetime budget (`[privacy] total-epsilon`).
 """
 
 from __future__ import annotations
 
+import math
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from client.daemon.supervisor import LOG_PREFIX
 from client.daemon.preflight import daemon_alive, read_pid
 from client.daemon.site_config import SiteConfig
-from common.errors import MedfedError
+from common.errors import ConfigError, MedfedError
 
 TAIL_BYTES = 2_000_000
 _START_RE = re.compile(rf"^(\S+) {LOG_PREFIX}: starting SuperNode \(attempt (\d+)\)")
@@ -74,6 +77,44 @@ def ledger_summary(config: SiteConfig) -> dict[str, Any]:
     return {"path": str(config.ledger_path), "runs": runs}
 
 
+def site_total_epsilon(config: SiteConfig) -> tuple[float, str]:
+    """The site's lifetime budget and where it came from: `[privacy] total-epsilon`, or the fail-closed
+    default, the per-run `[privacy] epsilon` (all runs together may spend what one run may, so a new
+    run name never brings fresh budget).
+
+    Read from site.toml directly until `SiteConfig` carries the site policy (client/privacy/policy.py).
+    """
+    with config.config_path.open("rb") as fh:
+        raw = tomllib.load(fh).get("privacy", {}).get("total-epsilon")
+    if raw is None:
+        return config.epsilon, "default: [privacy] epsilon, as total-epsilon is not set"
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
+        raise ConfigError(f"[privacy] total-epsilon = {raw!r} in {config.config_path} must be a positive number.",
+                          "set it to the site's lifetime budget over all runs, e.g. total-epsilon = 10.0.")
+    return float(raw), "site.toml"
+
+
+def lifetime_summary(ledger_path: Path, delta: float, total_epsilon: float) -> dict[str, Any]:
+    """Every run's accountant history in the ledger composed (RDP) at the site's `delta`, against
+    `total_epsilon`: a sum of per-run epsilons would overstate it, a per-run view would hide it."""
+    from client.privacy.ledger import PrivacyLedger
+    from client.privacy.lifetime import composed_epsilon
+
+    ledger = PrivacyLedger(ledger_path)
+    entries = [entry for scope in ledger.scopes() if (entry := ledger.entry(scope)) is not None]
+    composed = composed_epsilon([entry.history for entry in entries], delta)
+    return {"composed_epsilon": composed, "total_epsilon": total_epsilon,
+            "left": max(0.0, total_epsilon - composed), "delta": delta, "runs": len(entries)}
+
+
+def _lifetime(config: SiteConfig) -> dict[str, Any]:
+    try:
+        total, source = site_total_epsilon(config)
+        return {**lifetime_summary(config.ledger_path, config.delta, total), "source": source}
+    except MedfedError as err:
+        return {"error": err.message}
+
+
 def collect_status(config: SiteConfig) -> dict[str, Any]:
     pid = read_pid(config.pid_file)
     running = pid is not None and daemon_alive(pid)
@@ -91,6 +132,7 @@ def collect_status(config: SiteConfig) -> dict[str, Any]:
         "log": str(config.log_file),
         "budget": {"epsilon": config.epsilon, "delta": config.delta},
         "ledger": ledger_summary(config),
+        "lifetime": _lifetime(config),
     }
 
 
@@ -130,4 +172,12 @@ def render(status: dict[str, Any]) -> list[str]:
         )
     if not ledger["runs"] and not ledger.get("error"):
         lines.append("  no run has trained at this site yet")
+    life = status["lifetime"]
+    if life.get("error"):
+        lines.append(f"lifetime budget: ERROR: {life['error']}")
+    else:
+        lines.append(
+            f"lifetime budget (all {life['runs']} run(s) composed): epsilon {life['composed_epsilon']:.3f} "
+            f"of total-epsilon {life['total_epsilon']:g}, left {life['left']:.3f} ({life['source']})"
+        )
     return lines
