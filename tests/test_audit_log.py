@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.privacy.audit import GENESIS, NOTHING_RELEASED, AuditLog, record_hash, release_digest
+from client.privacy.audit import GENESIS, AuditLog, record_hash, release_digest
 from common.errors import DataError
 from common.node_config import AUDIT_HEAD_FILE, AUDIT_LOG_FILE
 
@@ -54,7 +54,7 @@ def test_an_empty_log_is_intact_and_a_refusal_releases_nothing(tmp_path: Path) -
     log.check_tail()
     record = log.append(run="r", round=1, message_type="train", decision="refused",
                         reason="the run asks for privacy-mode none, which this site does not allow")
-    assert record["released"] == NOTHING_RELEASED and record["released"]["bytes"] == 0
+    assert record["released"] == {"items": [], "bytes": 0, "sha256": release_digest([], {})["sha256"]}
     with pytest.raises(ValueError, match="releases nothing"):
         log.append(run="r", round=1, message_type="train", decision="refused", reason="x",
                    released=release_digest([np.zeros(2)], {}))
@@ -65,6 +65,9 @@ def test_an_empty_log_is_intact_and_a_refusal_releases_nothing(tmp_path: Path) -
     with pytest.raises(ValueError, match="epsilon"):
         log.append(run="r", round=1, message_type="train", decision="trained", epsilon_run_after=float("nan"))
     assert log.verify().count == 1  # rejected calls wrote nothing
+    record = log.append(run="r", round=np.int64(2), message_type="train", decision="trained",
+                        epsilon_run_after=np.float32(0.25))
+    assert (record["round"], record["epsilon_run_after"]) == (2, 0.25) and log.verify().ok
 
 
 def test_release_digest_covers_arrays_and_metrics() -> None:

@@ -106,9 +106,6 @@ def release_digest(arrays: Sequence[np.ndarray], metrics: Mapping[str, Any]) -> 
     return {"items": items, "bytes": size, "sha256": digest.hexdigest()}
 
 
-NOTHING_RELEASED: dict[str, Any] = release_digest([], {})
-
-
 @dataclass(frozen=True)
 class AuditVerdict:
     """The result of reading the whole chain: `ok`, how many records, and the first bad one
@@ -171,8 +168,8 @@ class AuditLog:
             return None
         except (OSError, UnicodeDecodeError, ValueError) as err:
             raise _Broken(f"its head file {self.head_path} cannot be read ({err}).") from None
-        if not isinstance(raw, dict) or raw.get("format") != HEAD_FORMAT:
-            raise _Broken(f"its head file {self.head_path} is not a {HEAD_FORMAT} file.")
+        if not isinstance(raw, dict) or raw.get("format") != HEAD_FORMAT or raw.get("version") != HEAD_VERSION:
+            raise _Broken(f"its head file {self.head_path} is not a {HEAD_FORMAT} file of version {HEAD_VERSION}.")
         seq, digest = raw.get("seq"), raw.get("hash")
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1 or not isinstance(digest, str):
             raise _Broken(f"its head file {self.head_path} has no valid seq and hash.")
@@ -316,7 +313,7 @@ class AuditLog:
         `released` comes from `release_digest` (nothing released when omitted); a refusal must
         release nothing and say why. Serialised across processes by a lock file; fsync'ed.
         """
-        released = dict(NOTHING_RELEASED if released is None else released)
+        released = release_digest([], {}) if released is None else dict(released)
         _check_fields(decision, reason, message_type, released,
                       (epsilon_run_before, epsilon_run_after, epsilon_total_before, epsilon_total_after))
         with self._locked(fcntl.LOCK_EX):
@@ -328,14 +325,14 @@ class AuditLog:
                 "seq": seq + 1,
                 "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                 "run": str(run),
-                "round": round,
+                "round": None if round is None else int(round),
                 "message_type": message_type,
                 "decision": decision,
                 "reason": reason,
-                "epsilon_run_before": epsilon_run_before,
-                "epsilon_run_after": epsilon_run_after,
-                "epsilon_total_before": epsilon_total_before,
-                "epsilon_total_after": epsilon_total_after,
+                "epsilon_run_before": _float(epsilon_run_before),
+                "epsilon_run_after": _float(epsilon_run_after),
+                "epsilon_total_before": _float(epsilon_total_before),
+                "epsilon_total_after": _float(epsilon_total_after),
                 "released": released,
                 "prev": prev,
             }
@@ -375,6 +372,11 @@ def _parse(line: bytes) -> dict[str, Any] | None:
         return None
     seq = record["seq"]
     return record if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
+def _float(value: float | None) -> float | None:
+    """numpy floats (float32 is not JSON) as Python floats, which round-trip exactly through JSON."""
+    return None if value is None else float(value)
 
 
 def _no_constant(name: str) -> None:
