@@ -108,4 +108,4 @@ def _audit_table(records: list[dict[str, Any]]) -> list[str]:
                      str(r["message_type"]), str(r["decision"]), eps(r["epsilon_run_after"]),
                      eps(r["epsilon_total_after"]), what, str(r["reason"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows]
+    return [("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]).rstrip() for row in rows]
