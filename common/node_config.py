@@ -38,3 +38,9 @@ class NodeKey:
 
 #: The site's privacy ledger, in its state-dir: written by the ClientApp, read by `medfed client status`.
 PRIVACY_LEDGER_FILE: Final = "privacy-ledger.json"
+#: The site's audit log, in its state-dir: one hash-chained JSON line per request the site answers
+#: (client/privacy/audit.py), read by `medfed client audit`.
+AUDIT_LOG_FILE: Final = "audit.jsonl"
+#: The last record's seq and hash, rewritten atomically after each append: it tells a log whose
+#: last records were cut off from a log that simply ends there.
+AUDIT_HEAD_FILE: Final = "audit.head.json"

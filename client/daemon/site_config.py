@@ -20,7 +20,7 @@ from common.ops import pki
 from common.ops.deploy_toml import TomlFile, split_host_port
 from common.device import DEVICE_CHOICES
 from common.errors import SecurityError
-from common.node_config import PRIVACY_LEDGER_FILE, NodeKey
+from common.node_config import AUDIT_LOG_FILE, PRIVACY_LEDGER_FILE, NodeKey
 from common.privacy.sample_dp import SAMPLE_DP
 
 EXAMPLE = "deploy/examples/site.toml"
@@ -94,6 +94,10 @@ class SiteConfig:
             allowed_modes=self.allow_modes, max_grad_norm=self.max_grad_norm, accountant=self.accountant,
             min_cohort=self.min_cohort, require_secagg=self.require_secagg, release_evaluation=self.release_evaluation,
         )
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.state_dir / AUDIT_LOG_FILE  # client/privacy/audit.py; its head file sits next to it
 
     def node_config(self) -> dict[str, Any]:
         """What the ClientApp reads from `context.node_config` (client/site.py, client/mods.py):

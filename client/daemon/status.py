@@ -3,7 +3,8 @@
 Read-only and safe to run while the daemon runs: the pid file says whether the daemon lives,
 the daemon's own log lines (`medfed-client: ...`, written by client/daemon/supervisor.py) and Flower's
 `SuperNode ID:` line say where the connection stands, and the privacy ledger (re-read from
-disk, never written) says what each run has spent of the site's budget.
+disk, never written) says what each run has spent of the site's budget and what all runs
+together have spent of its lifetime budget (`[privacy] total-epsilon`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,28 @@ def ledger_summary(config: SiteConfig) -> dict[str, Any]:
     return {"path": str(config.ledger_path), "runs": runs}
 
 
+def lifetime_summary(ledger_path: Path, delta: float, total_epsilon: float) -> dict[str, Any]:
+    """Every run's accountant history in the ledger composed (RDP) at the site's `delta`, against
+    `total_epsilon`: a sum of per-run epsilons would overstate it, a per-run view would hide it."""
+    from client.privacy.ledger import PrivacyLedger
+    from client.privacy.lifetime import composed_epsilon
+
+    ledger = PrivacyLedger(ledger_path)
+    entries = [entry for scope in ledger.scopes() if (entry := ledger.entry(scope)) is not None]
+    composed = composed_epsilon([entry.history for entry in entries], delta)
+    return {"composed_epsilon": composed, "total_epsilon": total_epsilon,
+            "left": max(0.0, total_epsilon - composed), "delta": delta, "runs": len(entries)}
+
+
+def _lifetime(config: SiteConfig) -> dict[str, Any]:
+    try:
+        policy = config.policy()
+        source = "site.toml" if config.total_epsilon is not None else "default: [privacy] epsilon, as total-epsilon is not set"
+        return {**lifetime_summary(config.ledger_path, policy.delta, float(policy.total_epsilon)), "source": source}
+    except MedfedError as err:
+        return {"error": err.message}
+
+
 def collect_status(config: SiteConfig) -> dict[str, Any]:
     pid = read_pid(config.pid_file)
     running = pid is not None and daemon_alive(pid)
@@ -91,6 +114,7 @@ def collect_status(config: SiteConfig) -> dict[str, Any]:
         "log": str(config.log_file),
         "budget": {"epsilon": config.epsilon, "delta": config.delta},
         "ledger": ledger_summary(config),
+        "lifetime": _lifetime(config),
     }
 
 
@@ -130,4 +154,12 @@ def render(status: dict[str, Any]) -> list[str]:
         )
     if not ledger["runs"] and not ledger.get("error"):
         lines.append("  no run has trained at this site yet")
+    life = status["lifetime"]
+    if life.get("error"):
+        lines.append(f"lifetime budget: ERROR: {life['error']}")
+    else:
+        lines.append(
+            f"lifetime budget (all {life['runs']} run(s) composed): epsilon {life['composed_epsilon']:.3f} "
+            f"of total-epsilon {life['total_epsilon']:g}, left {life['left']:.3f} ({life['source']})"
+        )
     return lines
