@@ -1,9 +1,13 @@
 """The site's side of a round, as a Flower (legacy NumPyClient) client.
 
-fit: validate the received global weights -> private training (refused before any gradient if
-the site's budget would be exceeded) -> return weights, example count, loss and epsilon.
-The mods in client/mods.py then turn the weights into a bounded update and mask it (SecAgg+).
-evaluate: the global model on the site's own test split; only aggregate metrics leave.
+fit: a run the site's policy refuses (a privacy mode it does not allow) gets the global weights
+back with weight 0 and the site's reason; otherwise validate the received global weights ->
+private training (refused before any gradient if the run's or the site's lifetime budget would
+be exceeded) -> return weights, example count and the accountant's epsilon. No un-noised
+training statistic leaves a private site (no training loss). The mods in client/mods.py then
+turn the weights into a bounded update and mask it (SecAgg+).
+evaluate: the global model on the site's own test split; only aggregate metrics leave, and only
+when the site's policy releases them (`release-evaluation`): they are not differentially private.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from common.errors import PrivacyBudgetExceededError
 from common.evaluation import evaluate_model
 from common.models import build_model, get_weights, resolve_model_name, set_weights
 from common.node_config import PRIVACY_LEDGER_FILE
+from common.privacy import privacy_mode
 from common.updates import SERVER_ROUND_KEY
 
 log = logging.getLogger("medfed.client")
@@ -48,6 +53,9 @@ class MedfedClient(NumPyClient):
         server_round = config.get(SERVER_ROUND_KEY)
         seed_site_work(self.settings.seed, self.settings.name, int(server_round or 0), "fit")
         metrics: dict[str, Any] = {"site": self.settings.name, "privacy_mode": self.settings.privacy.mode}
+        if self.settings.refusal:
+            log.error("site %s refuses the run: %s", self.settings.name, self.settings.refusal)
+            return parameters, 0, {**metrics, "refused": self.settings.refusal, "refused_by": "site policy"}
         try:
             result = self._trainer().train_round(
                 self.model,
@@ -60,8 +68,10 @@ class MedfedClient(NumPyClient):
             # Nothing derived from the data leaves: the global weights go back with weight 0.
             log.error("site %s refuses to train: %s", self.settings.name, err.message)
             metrics["refused"] = err.problem
+            metrics["refused_by"] = "privacy budget"
             return parameters, 0, metrics
-        metrics["train_loss"] = float(result.loss)
+        if not privacy_mode(self.settings.privacy.mode).private:
+            metrics["train_loss"] = float(result.loss)  # an un-noised statistic: only without DP
         if result.epsilon is not None:
             metrics["epsilon"] = float(result.epsilon)
             metrics["delta"] = float(result.delta)
@@ -72,6 +82,12 @@ class MedfedClient(NumPyClient):
         return get_weights(self.model), int(result.num_examples), metrics
 
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict]:
+        withheld = self.settings.refusal or (
+            "" if self.settings.policy.release_evaluation else "the site's policy does not release evaluation "
+            "metrics (release-evaluation = false)"
+        )
+        if withheld:
+            return 0.0, 0, {"site": self.settings.name, "withheld": withheld}
         set_weights(self.model, parameters)
         loss, metrics, _ = evaluate_model(self.model, self.site.test, device=self.device)
         out: dict[str, Any] = {"site": self.settings.name}
@@ -86,4 +102,5 @@ class MedfedClient(NumPyClient):
             num_examples=len(self.site.train),
             ledger_path=self.settings.state_dir / PRIVACY_LEDGER_FILE,
             run_name=self.run_name,
+            lifetime_budget=(float(self.settings.policy.total_epsilon), self.settings.policy.delta),
         )

@@ -56,7 +56,8 @@ def test_seeding_repeats_torch_noise_and_no_seed_leaves_it_alone() -> None:
 
 def test_a_deployed_site_is_never_seeded(tmp_path: Path) -> None:
     cfg = _short_run_config(tmp_path / "run", seed=7)
-    deployed = site_run(cfg, {"site": "cleveland", "dataset": "heart-disease", "state-dir": str(tmp_path)}, 1)
+    deployed = site_run(cfg, {"site": "cleveland", "dataset": "heart-disease", "state-dir": str(tmp_path),
+                               "epsilon": 5.0, "delta": 1e-4}, 1)
     assert deployed.seed is None
     simulated = site_run(cfg, {"partition-id": 0, "num-partitions": 4}, 1)
     assert simulated.seed == 7

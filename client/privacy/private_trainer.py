@@ -38,6 +38,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from client.privacy.lifetime import run_epsilon
 from client.privacy.ledger import HistoryItem, LedgerEntry, PrivacyLedger, RoundRecord
 from client.training import make_optimizer, train_epochs
 from common.config import PrivacyConfig
@@ -190,7 +191,10 @@ class PrivateTrainer(_LocalTrainer):
         learning_rate: float = 0.5,
         momentum: float = 0.9,
         allow_budget_change: bool = False,
+        lifetime_budget: tuple[float, float] | None = None,
     ) -> None:
+        """`lifetime_budget`: the site's (total-epsilon, delta) over all runs on its data (its
+        policy); None takes the fail-closed default, the run's own (epsilon, delta)."""
         if privacy_mode(privacy.mode).local_training != DP_SGD:
             raise ConfigError(
                 f"PrivateTrainer implements DP-SGD, which privacy-mode={privacy.mode!r} does not use.",
@@ -223,6 +227,8 @@ class PrivateTrainer(_LocalTrainer):
         self.sample_rate = 1.0 / self.steps_per_epoch
         self.steps_per_round = local_epochs * self.steps_per_epoch
         self.planned_steps = num_rounds * self.steps_per_round
+        total_epsilon, lifetime_delta = lifetime_budget or (privacy.epsilon, privacy.delta)
+        ledger.set_lifetime_budget(total_epsilon=total_epsilon, delta=lifetime_delta)
         entry = ledger.open_scope(
             run_name,
             accountant=privacy.accountant,
@@ -272,10 +278,14 @@ class PrivateTrainer(_LocalTrainer):
             engine.accountant.load_state_dict(entry.accountant_state())
         return engine
 
-    @staticmethod
-    def _epsilon(accountant: IAccountant, delta: float) -> float:
+    def _epsilon(self, accountant: IAccountant, delta: float) -> float:
+        """The run's epsilon after `accountant`'s history. RDP comes from the ledger's cached RDP
+        curves (client/privacy/lifetime.py: Opacus' own formula, microseconds instead of the
+        0.1 s of `get_epsilon`, which recomputes every order); PRV asks Opacus."""
         if not accountant.history:
             return 0.0
+        if accountant.mechanism() == "rdp":
+            return run_epsilon(accountant.history, delta, self.ledger.curves())
         with _opacus_notices_off():
             return float(accountant.get_epsilon(delta=delta))
 
@@ -325,6 +335,11 @@ class PrivateTrainer(_LocalTrainer):
                 e.status = "exhausted"
                 outcome["refused"] = projected
                 return
+            try:  # the site's lifetime budget, composed over every run on its data (same lock)
+                self.ledger.check_lifetime(self.run_name, [(self.noise_multiplier, self.sample_rate, self.steps_per_round)])
+            except PrivacyBudgetExceededError as err:
+                outcome["lifetime"] = err
+                return
             e.history = list(sim.history)  # write-ahead: the round counts before it runs
             e.rounds.append(RoundRecord(epsilon=projected, steps=self.steps_per_round, completed=False))
             outcome.update(engine=engine, sim=sim, projected=projected)
@@ -333,6 +348,8 @@ class PrivateTrainer(_LocalTrainer):
         self.ledger.update(self.run_name, reserve)
         if "refused" in outcome:
             raise self._refusal(outcome["before"], outcome["refused"])  # type: ignore[arg-type]
+        if "lifetime" in outcome:
+            raise outcome["lifetime"]  # type: ignore[misc]
         return outcome["engine"], outcome["sim"], outcome["projected"]  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ training

@@ -18,24 +18,33 @@ from common.privacy.mode import DP_SGD, PLAIN
 from common.registry import Registry
 
 Trainer = Union[PrivateTrainer, NonPrivateTrainer]
-# (run config, the site's privacy settings, training examples, ledger file, run name) -> trainer
-TrainerFactory = Callable[[RunConfig, PrivacyConfig, int, Path, str], Trainer]
+# (run config, the site's privacy settings, training examples, ledger file, run name,
+#  the site's lifetime (total-epsilon, delta) or None) -> trainer
+TrainerFactory = Callable[[RunConfig, PrivacyConfig, int, Path, str, "tuple[float, float] | None"], Trainer]
 
 TRAINERS: Registry[TrainerFactory] = Registry("local trainer", setting="privacy-mode")
 
 
 def make_trainer(
-    cfg: RunConfig, *, privacy: PrivacyConfig | None = None, num_examples: int, ledger_path: Path, run_name: str
+    cfg: RunConfig,
+    *,
+    privacy: PrivacyConfig | None = None,
+    num_examples: int,
+    ledger_path: Path,
+    run_name: str,
+    lifetime_budget: tuple[float, float] | None = None,
 ) -> Trainer:
     """The trainer `privacy.mode` asks for (`privacy`: the site's own settings, whose budget
-    overrides the run's; default the run's). Only a trainer that needs the ledger opens it,
-    so a site without sample-level DP never reads or creates one."""
+    overrides the run's; default the run's; `lifetime_budget`: the site's (total-epsilon,
+    delta) over all its runs, default the run's own budget). Only a trainer that needs the
+    ledger opens it, so a site without sample-level DP never reads or creates one."""
     privacy = privacy if privacy is not None else cfg.privacy
     build = TRAINERS.get(privacy_mode(privacy.mode).local_training)
-    return build(cfg, privacy, num_examples, ledger_path, run_name)
+    return build(cfg, privacy, num_examples, ledger_path, run_name, lifetime_budget)
 
 
-def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str) -> Trainer:
+def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str,
+            lifetime_budget: tuple[float, float] | None) -> Trainer:
     t = cfg.training
     return PrivateTrainer(
         privacy=privacy,
@@ -47,10 +56,12 @@ def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_pa
         run_name=run_name,
         learning_rate=t.learning_rate,
         momentum=t.momentum,
+        lifetime_budget=lifetime_budget,
     )
 
 
-def _plain(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str) -> Trainer:
+def _plain(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str,
+           lifetime_budget: tuple[float, float] | None) -> Trainer:
     t = cfg.training
     return NonPrivateTrainer(
         local_epochs=t.local_epochs,
