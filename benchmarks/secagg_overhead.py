@@ -76,7 +76,7 @@ def _make_client_app():
     from flwr.client import Client, NumPyClient
     from flwr.clientapp import ClientApp
 
-    from client.mods import CLIENT_MODS
+    from client.mods import PROTOCOL_MODS
 
     class FixedClient(NumPyClient):
         def __init__(self, index: int) -> None:
@@ -92,7 +92,7 @@ def _make_client_app():
     def client_fn(context: Context) -> Client:
         return FixedClient(int(context.node_config["partition-id"])).to_client()
 
-    return ClientApp(client_fn=client_fn, mods=[bytes_mod, *CLIENT_MODS])
+    return ClientApp(client_fn=client_fn, mods=[bytes_mod, *PROTOCOL_MODS])
 
 
 def bytes_mod(msg, ctxt, call_next):

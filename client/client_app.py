@@ -19,7 +19,7 @@ from flwr.app import Context
 from flwr.client import Client
 from flwr.clientapp import ClientApp
 
-from client.mods import CLIENT_MODS
+from client.mods import client_mods
 from common.config import RunConfig
 from common.runs import run_name
 
@@ -37,7 +37,8 @@ def _client_fn(run_config: Mapping[str, Any] | None) -> Callable[[Context], Clie
 
 
 def make_client_app(run_config: Mapping[str, Any] | None = None) -> ClientApp:
-    return ClientApp(client_fn=_client_fn(dict(run_config) if run_config is not None else None), mods=CLIENT_MODS)
+    bound = dict(run_config) if run_config is not None else None
+    return ClientApp(client_fn=_client_fn(bound), mods=client_mods(bound))
 
 
 app = make_client_app()

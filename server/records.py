@@ -98,7 +98,8 @@ class RunRecorder:
                     ledger["delta"] = float(m.get("delta", ledger["delta"] or 0.0))
                     ledger["budget"] = float(m.get("epsilon_budget", ledger["budget"] or 0.0))
                 if "refused" in m:
-                    ledger["status"] = "budget exhausted"
+                    by_policy = m.get("refused_by") == "site policy"
+                    ledger["status"] = "refused by site policy" if by_policy else "budget exhausted"
                     entry["refused"] = str(m["refused"])
         for n, m in site_metrics:
             if "refused" in m:
@@ -114,14 +115,18 @@ class RunRecorder:
     ) -> None:
         with self._lock:
             r = self._round(server_round)
+            released = [(n, loss, m) for n, loss, m in site_metrics if "withheld" not in m]
             for n, loss, m in site_metrics:
                 site = str(m.get("site", "?"))
                 entry = r["sites"].setdefault(site, {})
+                if "withheld" in m:  # the site's policy does not release its evaluation metrics
+                    entry["evaluation_withheld"] = str(m["withheld"])
+                    continue
                 entry.update({k: v for k, v in m.items() if k != "site"})
                 entry["loss"] = loss
                 entry["num_test_examples"] = n
-            r["federated"] = weighted_mean((n, {"loss": loss, **m}) for n, loss, m in site_metrics)
-            r["federated"]["num_examples"] = sum(n for n, _, _ in site_metrics)
+            r["federated"] = weighted_mean((n, {"loss": loss, **m}) for n, loss, m in released)
+            r["federated"]["num_examples"] = sum(n for n, _, _ in released)
         for failure in failures:
             self.event(server_round, f"evaluation failure: {failure}")
 

@@ -78,10 +78,10 @@ class LiveDisplay:
 
     def _render(self) -> Group:
         table = Table(box=None, show_header=True, header_style="bold")
-        for col in ("hospital", "test AUC", "test acc", "train loss", "epsilon spent"):
+        for col in ("hospital", "test AUC", "test acc", "trained on", "epsilon spent"):
             table.add_column(col)
         for site, m in sorted(self.last.get("sites", {}).items()):
-            table.add_row(site, _f(m.get("auc")), _f(m.get("accuracy")), _f(m.get("train_loss")), _f(self.epsilon.get(site), 2))
+            table.add_row(site, _f(m.get("auc")), _f(m.get("accuracy")), str(m.get("num_train_examples", "-")), _f(self.epsilon.get(site), 2))
         parts: list[Any] = [self.progress, table]
         parts.extend(f"[yellow]{e}" for e in self.events[-3:])
         return Group(*parts)

@@ -48,23 +48,23 @@ def test_records_chain_onto_each_other_and_the_head_names_the_last(tmp_path: Pat
     assert oct(log.path.stat().st_mode & 0o777) == "0o600"
 
 
-def test_an_empty_log_is_intact_and_a_refusal_releases_nothing(tmp_path: Path) -> None:
+def test_an_empty_log_is_intact_and_a_refusal_says_why(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / AUDIT_LOG_FILE)
     assert log.verify().ok and log.verify().count == 0 and log.records() == []
     log.check_tail()
     record = log.append(run="r", round=1, message_type="train", decision="refused",
                         reason="the run asks for privacy-mode none, which this site does not allow")
     assert record["released"] == {"items": [], "bytes": 0, "sha256": release_digest([], {})["sha256"]}
-    with pytest.raises(ValueError, match="releases nothing"):
-        log.append(run="r", round=1, message_type="train", decision="refused", reason="x",
-                   released=release_digest([np.zeros(2)], {}))
+    zero = log.append(run="r", round=1, message_type="train", decision="refused", reason="x",
+                      released=release_digest([np.zeros(2)], {"refused": "x"}))
+    assert zero["released"]["items"] == ["update", "refused"]  # what the weight-0 answer held, said exactly
     with pytest.raises(ValueError, match="must say why"):
         log.append(run="r", round=1, message_type="train", decision="refused")
     with pytest.raises(ValueError, match="decision"):
         log.append(run="r", round=1, message_type="train", decision="maybe")
     with pytest.raises(ValueError, match="epsilon"):
         log.append(run="r", round=1, message_type="train", decision="trained", epsilon_run_after=float("nan"))
-    assert log.verify().count == 1  # rejected calls wrote nothing
+    assert log.verify().count == 2  # rejected calls wrote nothing
     record = log.append(run="r", round=np.int64(2), message_type="train", decision="trained",
                         epsilon_run_after=np.float32(0.25))
     assert (record["round"], record["epsilon_run_after"]) == (2, 0.25) and log.verify().ok

@@ -20,7 +20,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.simulation import run_simulation
 
 from client.client_app import _client_fn
-from client.mods import CLIENT_MODS
+from client.mods import client_mods
 from common.config import RunConfig
 from server.server_app import make_server_app
 from simulations.simulate import backend_config
@@ -53,7 +53,7 @@ def test_secagg_round_survives_dropouts_above_threshold_and_records_below(tmp_pa
     RunConfig.from_flower(flat)
     run_simulation(
         server_app=make_server_app(flat),
-        client_app=ClientApp(client_fn=_client_fn(flat), mods=[crash_mod, *CLIENT_MODS]),
+        client_app=ClientApp(client_fn=_client_fn(flat), mods=[crash_mod, *client_mods(flat)]),
         num_supernodes=4,
         backend_config=backend_config(4),
     )

@@ -13,7 +13,7 @@ from server.deploy.run_follower import round_line
 
 def test_round_line_shows_metrics_epsilon_and_events() -> None:
     record = {"round": 2, "global": {"auc": 0.81234, "accuracy": 0.7}, "global_source": "federated",
-              "fit": {"sites": 3}, "sites": {"a": {"train_loss": 0.5}, "b": {"train_loss": 0.4}, "c": {}},
+              "fit": {"sites": 3}, "sites": {"a": {"num_train_examples": 50}, "b": {"num_train_examples": 40}, "c": {"num_train_examples": 0}},
               "events": ["site c refused to train: budget"], "duration_s": 61.2}
     privacy = {"sites": {"a": {"epsilon": {"2": 3.5}, "budget": 5.0, "status": "ok"},
                          "c": {"epsilon": {}, "budget": 5.0, "status": "budget exhausted"}}}

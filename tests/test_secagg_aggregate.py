@@ -18,7 +18,7 @@ from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.strategy import FedAvg
 from flwr.simulation import run_simulation
 
-from client.mods import CLIENT_MODS
+from client.mods import PROTOCOL_MODS
 from common.config import PrivacyConfig, SecAggConfig
 from server.secure_aggregation import secagg_settings, secagg_workflow
 from server.strategies import GuardedStrategy, UpdateGate
@@ -98,7 +98,7 @@ def test_strategy_sees_only_the_weighted_sum() -> None:
     Spy.received = []
     run_simulation(
         server_app=server_app,
-        client_app=ClientApp(client_fn=client_fn, mods=CLIENT_MODS),
+        client_app=ClientApp(client_fn=client_fn, mods=PROTOCOL_MODS),
         num_supernodes=3,
         backend_config={"client_resources": {"num_cpus": 1}, "init_args": {"num_cpus": 2, "include_dashboard": False}},
     )

@@ -310,8 +310,11 @@ class AuditLog:
     ) -> dict[str, Any]:
         """Write one record (after checking the log's end) and return it, `seq` and `hash` filled in.
 
-        `released` comes from `release_digest` (nothing released when omitted); a refusal must
-        release nothing and say why. Serialised across processes by a lock file; fsync'ed.
+        `released` comes from `release_digest` (nothing released when omitted); a refusal must say
+        why. A refused training request still answers, with weight 0 and no data-derived update
+        (the global weights back, or under SecAgg+ the site's masked share of a zero vector, so
+        the round can finish without it): `released` says exactly what that answer held.
+        Serialised across processes by a lock file; fsync'ed.
         """
         released = release_digest([], {}) if released is None else dict(released)
         _check_fields(decision, reason, message_type, released,
@@ -394,8 +397,6 @@ def _check_fields(decision: str, reason: str, message_type: str, released: dict[
         raise ValueError("a refusal must say why (reason)")
     if set(released) != {"items", "bytes", "sha256"}:
         raise ValueError(f"released {released!r} is not a release_digest() result")
-    if decision == "refused" and released["items"]:
-        raise ValueError(f"a refusal released {released['items']}: a refused request releases nothing")
     for eps in epsilons:
         if eps is not None and (isinstance(eps, bool) or not math.isfinite(eps) or eps < 0):
             raise ValueError(f"epsilon {eps!r} is not a finite non-negative number")

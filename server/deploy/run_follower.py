@@ -62,7 +62,7 @@ def round_line(record: dict, privacy: dict | None, num_rounds: int) -> list[str]
         return [f"round 0 (untrained baseline): AUC {_fmt(glob.get('auc'))}  accuracy {_fmt(glob.get('accuracy'))}"]
     parts = [f"round {rnd}/{num_rounds}: AUC {_fmt(glob.get('auc'))}  accuracy {_fmt(glob.get('accuracy'))}{source}"]
     fit = record.get("fit")
-    trained = [s for s, m in record.get("sites", {}).items() if "train_loss" in m]
+    trained = [s for s, m in record.get("sites", {}).items() if m.get("num_train_examples", 0) > 0]
     parts.append(f"sites {fit['sites'] if fit else 0} replied, {len(trained)} trained")
     eps = []
     for site, entry in sorted(((privacy or {}).get("sites") or {}).items()):
@@ -189,9 +189,11 @@ def final_summary(outcome: RunOutcome) -> list[str]:
         lines.append(f"final global AUC {_fmt(last.get('auc'))} (first recorded {_fmt(first.get('auc'))}), "
                      f"accuracy {_fmt(last.get('accuracy'))}")
     privacy = _read_json(outcome.out_dir / "privacy.json") or {}
-    refused = sorted(s for s, e in (privacy.get("sites") or {}).items() if e.get("status") == "budget exhausted")
-    if refused:
-        lines.append(f"warning: these hospitals refused to train (privacy budget exhausted): {', '.join(refused)}")
+    sites = privacy.get("sites") or {}
+    for status in ("budget exhausted", "refused by site policy"):
+        refused = sorted(s for s, e in sites.items() if e.get("status") == status)
+        if refused:
+            lines.append(f"warning: these hospitals refused to train ({status}): {', '.join(refused)}")
     return lines
 
 

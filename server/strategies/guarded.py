@@ -140,7 +140,10 @@ class GuardedStrategy(Strategy):
             [(res.num_examples, float(res.loss), dict(res.metrics)) for _, res in results],
             [_describe_failure(f) for f in failures],
         )
-        return self.inner.aggregate_evaluate(server_round, results, failures)
+        released = [(proxy, res) for proxy, res in results if res.num_examples > 0]  # not the withheld
+        if not released:
+            return None, {}
+        return self.inner.aggregate_evaluate(server_round, released, failures)
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
         return self.inner.evaluate(server_round, parameters)
