@@ -40,6 +40,7 @@ from client.privacy.policy import SitePolicy
 from client.site_identity import SiteIdentity, site_identity
 from common.config import RunConfig
 from common.errors import SitePolicyRefusal
+from common.privacy import privacy_mode
 from common.runs import run_name
 from common.updates import UPDATE_BOUND_KEY, encode_update
 
@@ -171,8 +172,8 @@ def _int(value: Any) -> int | None:
 
 def _spent(site: SiteIdentity, run: str) -> tuple[float | None, float | None]:
     """(this run's epsilon, the site's composed lifetime epsilon) from its ledger, if it keeps one."""
-    if not site.ledger_path.exists():
-        return None, None
+    if not site.ledger_path.exists():  # nothing spent yet; None where the site keeps no DP-SGD ledger at all
+        return (0.0, 0.0) if privacy_mode(site.policy.mode).sample_level else (None, None)
     ledger = PrivacyLedger(site.ledger_path)
     entry = ledger.entry(run)
     return (entry.spent if entry is not None else 0.0), ledger.lifetime().spent

@@ -43,7 +43,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.multiprocess, pytest.mark.timeout(15
 
 MEDFED = [sys.executable, "-m", "simulations.cli"]
 LIFETIME_S = 1800.0  # hard deadline for every long-lived process of the module
-SITES = {"cleveland": 5.0, "hungary": 4.0, "va": 6.0}  # each hospital's own epsilon budget
+SITES = {"cleveland": 5.0, "hungary": 4.0, "va": 6.0}  # each hospital's own epsilon budget per run
+# ... and over its lifetime (every run on its data composed with RDP): the four private runs below
+# compose to about 8.7 / 6.9 / 11.8, so one more run name brings no fresh budget.
+TOTALS = {"cleveland": 10.0, "hungary": 8.0, "va": 12.5}
 RUN_EPSILON = 8.0  # what the server's run asks for: every site must enforce its own, lower budget
 RUN_NAME = "heart-a"
 CONNECTED = r"connected to \S+ as node \d+"
@@ -120,7 +123,7 @@ def write_site_toml(fed_root: Path, name: str, *, port: int, budget: float, ca: 
         f'[site]\nname = "{name}"\nserver = "127.0.0.1:{port}"\nstate-dir = "sites/{name}"\ndevice = "cpu"\n'
         f"max-wait-time = {max_wait}\n"
         f'[data]\ndataset = "heart-disease"\nsite = "{data_site or name}"\n'
-        f"[privacy]\nepsilon = {budget}\ndelta = 1e-4\nmax-grad-norm = 1.0\n"
+        f"[privacy]\nepsilon = {budget}\ntotal-epsilon = {TOTALS.get(name, budget)}\ndelta = 1e-4\nmax-grad-norm = 1.0\n"
         f'[tls]\nca-cert = "{ca}"\n{identity}'
     )
     path = fed_root / f"{name}.toml"
@@ -175,6 +178,11 @@ def federation(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
         group.stop_all(grace=30)
     survivors = [pid for pid, start in tree if (proc_stat(pid) or (0, 0, -1))[2] == start]
     assert not survivors, f"processes left running after the federation stopped: {survivors}"
+
+
+def _trained(record: dict) -> set[str]:
+    """The sites that trained in a recorded round (on examples: no training loss leaves a private site)."""
+    return {s for s, m in record.get("sites", {}).items() if m.get("num_train_examples", 0) > 0}
 
 
 def _online(fed: Federation) -> set[str]:
@@ -284,7 +292,7 @@ def test_private_secure_run_completes_and_learns(federation: Federation, first_r
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["round"] for r in metrics["rounds"]] == [0, 1, 2]
     for record in metrics["rounds"][1:]:
-        trained = {s for s, m in record["sites"].items() if "train_loss" in m}
+        trained = _trained(record)
         assert trained == set(SITES), f"round {record['round']}: {record}"
         assert record["fit"] == {"sites": 3, "failures": 0}
     baseline = metrics["rounds"][0]["global"].get("auc")
@@ -332,7 +340,7 @@ def test_spent_budget_makes_sites_refuse_a_second_run(federation: Federation, fi
     privacy = json.loads((out / "privacy.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     round1 = metrics["rounds"][1]
-    assert not any("train_loss" in m for m in round1["sites"].values())
+    assert not _trained(round1)
     for site in SITES:
         assert privacy["sites"][site]["status"] == "budget exhausted"
         assert privacy["sites"][site]["epsilon"] == {}
@@ -341,6 +349,60 @@ def test_spent_budget_makes_sites_refuse_a_second_run(federation: Federation, fi
         assert after["spent"] == before[site][RUN_NAME]["spent"]  # not one more step was accounted
         assert after["rounds"] == before[site][RUN_NAME]["rounds"]
         assert after["status"] == "exhausted"
+
+
+# --------------------------------------------------------------------------- the site, not the server, decides
+
+POLICY_RUN = "heart-no-dp"
+COHORT_RUN = "heart-cohort"
+
+
+def _audit(federation: Federation, site: str) -> list[dict]:
+    from client.privacy.audit import AuditLog
+
+    return AuditLog(federation.site_state(site) / "audit.jsonl").records()
+
+
+def test_a_run_without_dp_is_refused_by_every_site_and_the_operator_is_told(federation: Federation) -> None:
+    """The server asks for privacy-mode none; every site's policy allows only sample-dp, so none
+    trains, the site's own reason reaches `medfed server run`'s output and the run's records, and
+    no ledger moves."""
+    before = {site: federation.ledger(site) for site in SITES}
+    res = federation.medfed("server", "run", "--config", str(federation.server_toml), "--name", POLICY_RUN,
+                            "--run-config", "num-rounds=1 privacy-mode='none'", "--timeout", "900", timeout=1000)
+    output = res.stdout + res.stderr
+    assert res.returncode == 0, output + federation.group.logs()
+    assert "does not allow privacy-mode='none'" in output and "refused to train (site policy)" in output
+    out = federation.server_state / "runs" / POLICY_RUN
+    privacy = json.loads((out / "privacy.json").read_text())
+    round1 = json.loads((out / "metrics.json").read_text())["rounds"][1]
+    assert not _trained(round1)
+    for site in SITES:
+        assert privacy["sites"][site]["status"] == "refused by site policy"
+        assert any(e.startswith(f"site {site} refused to train: This site's policy does not allow") for e in round1["events"])
+        assert federation.ledger(site) == before[site], "a refused run spends nothing"
+        refused = [r for r in _audit(federation, site) if r["run"] == POLICY_RUN and r["decision"] == "refused"]
+        assert refused and "privacy-mode='none'" in refused[0]["reason"]
+        assert all("train_loss" not in str(r["released"]) for r in _audit(federation, site))
+
+
+def test_a_secagg_round_below_the_sites_min_cohort_is_refused(federation: Federation) -> None:
+    """With one hospital offline, the server runs SecAgg+ over 2 sites (min-sites=2): each would
+    learn the other's update from the sum, so both refuse at the SecAgg+ setup (min-cohort 3),
+    before any training, and say so in their audit logs."""
+    assert federation.daemons["va"].stop(grace=30) == 0  # a clean stop: the server drops it at once
+    before = {site: federation.ledger(site) for site in SITES}
+    res = federation.medfed("server", "run", "--config", str(federation.server_toml), "--name", COHORT_RUN,
+                            "--run-config", "num-rounds=1 min-sites=2", "--timeout", "900", timeout=1000)
+    assert res.returncode == 0, res.stdout + res.stderr + federation.group.logs()
+    round1 = json.loads((federation.server_state / "runs" / COHORT_RUN / "metrics.json").read_text())["rounds"][1]
+    assert not _trained(round1) and any("no aggregate" in e for e in round1["events"]), round1
+    for site in ("cleveland", "hungary"):
+        assert federation.ledger(site) == before[site], "refused at setup: not one step was accounted"
+        refused = [r for r in _audit(federation, site) if r["run"] == COHORT_RUN and r["decision"] == "refused"]
+        assert refused and refused[0]["message_type"] == "train:setup" and "min-cohort=3" in refused[0]["reason"]
+        assert not [r for r in _audit(federation, site) if r["run"] == COHORT_RUN and r["decision"] == "trained"]
+    federation.restart_sites({"va": None}, "back-after-cohort")
 
 
 # --------------------------------------------------------------------------- hospitals die mid-round
@@ -407,10 +469,6 @@ def _fault_records(federation: Federation) -> tuple[dict[int, dict], dict]:
     out = federation.server_state / "runs" / FAULT_RUN
     metrics = json.loads((out / "metrics.json").read_text())
     return {r["round"]: r for r in metrics["rounds"]}, json.loads((out / "privacy.json").read_text())
-
-
-def _trained(record: dict) -> set[str]:
-    return {s for s, m in record.get("sites", {}).items() if "train_loss" in m}
 
 
 def test_killed_hospital_above_threshold_round_completes_with_survivors(federation: Federation, faulted_run) -> None:
@@ -526,3 +584,45 @@ def test_server_killed_mid_run_resumes_from_last_completed_round(federation: Fed
         assert before[site]["spent"] <= after["spent"] <= budget + 1e-6, (site, before[site], after)
         if site in not_yet_charged:
             assert after["rounds"] == before[site]["rounds"] + 1 and after["spent"] > before[site]["spent"]
+
+
+# --------------------------------------------------------------------------- a new run name brings no fresh budget
+
+def _dp_accounting_total(ledger_path: Path, delta: float) -> float:
+    """The site's lifetime epsilon recomputed with Google's dp-accounting from the ledger's own
+    histories (independently of medfed's and Opacus' RDP code)."""
+    import dp_accounting
+
+    from client.privacy.ledger import PrivacyLedger
+
+    accountant = dp_accounting.rdp.RdpAccountant()
+    for history in PrivacyLedger(ledger_path).histories().values():
+        for noise, rate, steps in history:
+            accountant.compose(dp_accounting.PoissonSampledDpEvent(rate, dp_accounting.GaussianDpEvent(noise)), steps)
+    return accountant.get_epsilon(delta)
+
+
+def test_new_run_names_bring_no_fresh_budget_and_every_total_stays_within_total_epsilon(federation: Federation) -> None:
+    """Three more runs under new names: once a site's composed lifetime epsilon would pass its
+    total-epsilon, it refuses before any gradient, whatever the run is called. Every site's
+    total, recomputed with dp-accounting from its ledger, stays within its total-epsilon, and
+    every site's audit log verifies."""
+    refused_lifetime: dict[str, list[str]] = {site: [] for site in SITES}
+    for name in ("heart-b1", "heart-b2", "heart-b3"):
+        res = federation.medfed("server", "run", "--config", str(federation.server_toml), "--name", name,
+                                "--run-config", "num-rounds=1", "--timeout", "900", timeout=1000)
+        assert res.returncode == 0, res.stdout + res.stderr + federation.group.logs()
+        for site in SITES:
+            records = [r for r in _audit(federation, site) if r["run"] == name and r["decision"] == "refused"]
+            if any("lifetime epsilon" in r["reason"] for r in records):
+                refused_lifetime[site].append(name)
+    assert all(refused_lifetime.values()), f"every site must refuse a run once its lifetime budget is spent: {refused_lifetime}"
+    for site, total in TOTALS.items():
+        ledger_path = federation.site_state(site) / "privacy-ledger.json"
+        recomputed = _dp_accounting_total(ledger_path, 1e-4)
+        assert 0 < recomputed <= total, f"{site}: composed {recomputed:.3f} over total-epsilon {total}"
+        assert len(federation.ledger(site)) >= 4, "the lifetime covers every run on the site's data"
+        res = federation.medfed("client", "audit", "--site-config", str(federation.root / f"{site}.toml"), "--verify",
+                                timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+

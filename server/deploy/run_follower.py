@@ -190,10 +190,10 @@ def final_summary(outcome: RunOutcome) -> list[str]:
                      f"accuracy {_fmt(last.get('accuracy'))}")
     privacy = _read_json(outcome.out_dir / "privacy.json") or {}
     sites = privacy.get("sites") or {}
-    for status in ("budget exhausted", "refused by site policy"):
+    for status, why in (("budget exhausted", "privacy budget exhausted"), ("refused by site policy", "site policy")):
         refused = sorted(s for s, e in sites.items() if e.get("status") == status)
         if refused:
-            lines.append(f"warning: these hospitals refused to train ({status}): {', '.join(refused)}")
+            lines.append(f"warning: these hospitals refused to train ({why}): {', '.join(refused)}")
     return lines
 
 
