@@ -18,8 +18,9 @@ from typing import IO
 import pytest
 
 from client.daemon.supervisor import free_port
-from common.ops import pki
 from common.errors import SecurityError
+from common.ops import pki
+from common.ops.supervise import flower_env
 from tests.pki_fixtures import pki_dir  # noqa: F401 - pki_dir is a fixture
 
 
@@ -86,8 +87,7 @@ def test_flower_superlink_accepts_registered_node_key_only(tmp_path: Path) -> No
     good = pki.create_node_identity(d, "cleveland")
     stranger = pki.create_node_identity(tmp_path / "elsewhere", "mallory")
     port = free_port()
-    env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr")}
-    (tmp_path / "flwr").mkdir()
+    env = flower_env(tmp_path / "flwr")  # FLWR_HOME, and this interpreter's bin first on PATH (flower-superexec)
     (tmp_path / "flwr" / "config.toml").write_text(
         f'[superlink]\ndefault = "medfed"\n\n[superlink.medfed]\naddress = "127.0.0.1:{port}"\n'
         f'root-certificates = "{d / "ca.pem"}"\n'
