@@ -174,9 +174,7 @@ def _spent(site: SiteIdentity, run: str) -> tuple[float | None, float | None]:
     """(this run's epsilon, the site's composed lifetime epsilon) from its ledger, if it keeps one."""
     if not site.ledger_path.exists():  # nothing spent yet; None where the site keeps no DP-SGD ledger at all
         return (0.0, 0.0) if privacy_mode(site.policy.mode).sample_level else (None, None)
-    ledger = PrivacyLedger(site.ledger_path)
-    entry = ledger.entry(run)
-    return (entry.spent if entry is not None else 0.0), ledger.lifetime().spent
+    return PrivacyLedger(site.ledger_path).spending(run)
 
 
 def _epsilons(before: tuple[float | None, float | None], after: tuple[float | None, float | None]) -> dict:

@@ -79,13 +79,11 @@ def lifetime_summary(ledger_path: Path, delta: float, total_epsilon: float) -> d
     """Every run's accountant history in the ledger composed (RDP) at the site's `delta`, against
     `total_epsilon`: a sum of per-run epsilons would overstate it, a per-run view would hide it."""
     from client.privacy.ledger import PrivacyLedger
-    from client.privacy.lifetime import composed_epsilon
 
     ledger = PrivacyLedger(ledger_path)
-    entries = [entry for scope in ledger.scopes() if (entry := ledger.entry(scope)) is not None]
-    composed = composed_epsilon([entry.history for entry in entries], delta)
+    composed = ledger.lifetime_spent(delta)  # the ledger's own composition, with its cached RDP curves
     return {"composed_epsilon": composed, "total_epsilon": total_epsilon,
-            "left": max(0.0, total_epsilon - composed), "delta": delta, "runs": len(entries)}
+            "left": max(0.0, total_epsilon - composed), "delta": delta, "runs": len(ledger.scopes())}
 
 
 def _lifetime(config: SiteConfig) -> dict[str, Any]:

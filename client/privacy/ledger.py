@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from client.privacy.lifetime import ORDERS, HistoryItem, RdpCurves, composed_epsilon
+from client.privacy.lifetime import ORDERS, HistoryItem, RdpCurves, composed_epsilon, projected_total
 from common.atomic import atomic_write_text
 from common.errors import ConfigError, DataError, PrivacyBudgetExceededError
 
@@ -281,10 +281,7 @@ class PrivacyLedger:
     def lifetime(self) -> Lifetime:
         """The lifetime section (for a v1 ledger: as migrated, spent recomputed)."""
         doc = self._load()
-        if doc.lifetime.delta is None:
-            return doc.lifetime
-        spent = composed_epsilon([e.history for e in doc.entries.values()], doc.lifetime.delta, doc.curves)
-        return dataclasses.replace(doc.lifetime, spent=spent)
+        return dataclasses.replace(doc.lifetime, spent=self._spent(doc))
 
     def curves(self) -> RdpCurves:
         """The one-step RDP curves the ledger has cached: pass them to `lifetime.run_epsilon` so a
@@ -298,10 +295,25 @@ class PrivacyLedger:
 
     def projected_total(self, scope: str, extra_history: list[HistoryItem], delta: float) -> float:
         """The lifetime epsilon if `scope` took the steps of `extra_history` too (one read)."""
+        return self._projected_total(self._load(), scope, extra_history, delta)
+
+    @staticmethod
+    def _projected_total(doc: _Document, scope: str, extra_history: list[HistoryItem], delta: float) -> float:
+        histories = {name: e.history for name, e in doc.entries.items()}
+        return projected_total(histories, scope, extra_history, delta, doc.curves)
+
+    def spending(self, scope: str) -> tuple[float, float]:
+        """(epsilon spent by `scope`, 0 if it has not trained; the composed lifetime epsilon, as
+        `lifetime().spent`), from one read: what an audit record states."""
         doc = self._load()
-        histories = [e.history for k, e in doc.entries.items() if k != scope]
-        own = list(doc.entries[scope].history) if scope in doc.entries else []
-        return composed_epsilon([*histories, own + list(extra_history)], delta, doc.curves)
+        entry = doc.entries.get(scope)
+        return (entry.spent if entry is not None else 0.0), self._spent(doc)
+
+    @staticmethod
+    def _spent(doc: _Document) -> float:
+        if doc.lifetime.delta is None:
+            return doc.lifetime.spent
+        return composed_epsilon([e.history for e in doc.entries.values()], doc.lifetime.delta, doc.curves)
 
     def entry(self, scope: str) -> LedgerEntry | None:
         return self._read().get(scope)
@@ -341,17 +353,18 @@ class PrivacyLedger:
         against the recorded lifetime budget before any gradient: over it is a
         `PrivacyBudgetExceededError`, as for a run's own budget. No recorded budget is refused
         too (fail closed): record the site policy's with `set_lifetime_budget` first."""
-        life = self._load().lifetime
+        doc = self._load()  # one read: this runs on every private round, inside the ledger lock
+        life = doc.lifetime
         if life.total_epsilon is None or life.delta is None:
             raise ConfigError(
                 f"The privacy ledger {self.path} has no lifetime budget (total-epsilon) recorded.",
                 "record the site policy's budget with set_lifetime_budget(total_epsilon=..., delta=...) first.",
             )
-        projected = self.projected_total(scope, extra_history, life.delta)
+        projected = self._projected_total(doc, scope, extra_history, life.delta)
         if projected > life.total_epsilon:
             raise PrivacyBudgetExceededError(
                 f"This round of run {scope!r} would raise the site's lifetime epsilon, composed over all "
-                f"{len(self.scopes())} runs on its data, to {projected:.4f}, above its total-epsilon of "
+                f"{len(doc.entries)} runs on its data, to {projected:.4f}, above its total-epsilon of "
                 f"{life.total_epsilon} (delta={life.delta}; spent so far {life.spent:.4f}). Nothing was trained.",
                 "the site's lifetime budget is spent: only the data owner can raise total-epsilon in site.toml "
                 "[privacy]; a new run name brings no fresh budget.",
