@@ -6,12 +6,17 @@ private training (refused before any gradient if the run's or the site's lifetim
 be exceeded) -> return weights, example count and the accountant's epsilon. No un-noised
 training statistic leaves a private site (no training loss). The mods in client/mods.py then
 turn the weights into a bounded update and mask it (SecAgg+).
-evaluate: the global model on the site's own test split; only aggregate metrics leave, and only
-when the site's policy releases them (`release-evaluation`): they are not differentially private.
+evaluate: the global model on the site's own test split at the operating point the server sends
+(threshold, temperature), with 95 % bootstrap intervals; or, in the validation phase of the
+federated path, confusion counts on the fixed threshold grid and NLL sums on the temperature grid
+of the site's validation split (common/operating_point.py). Only aggregate counts and metrics
+leave, and only when the site's policy releases them (`release-evaluation`): they are not
+differentially private (docs/PRIVACY.md).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -25,7 +30,17 @@ from client.privacy.trainers import Trainer, make_trainer
 from common.config import RunConfig
 from common.device import pick_device
 from common.errors import PrivacyBudgetExceededError
-from common.evaluation import evaluate_model
+from common.calibration import nll, nll_on_grid, probabilities
+from common.evaluation import evaluate_at, predict_logits
+from common.operating_point import (
+    EVAL_PHASE_KEY,
+    TEMPERATURE_KEY,
+    THRESHOLD_KEY,
+    VAL_COUNTS_KEY,
+    VAL_NLL_KEY,
+    VALIDATION_PHASE,
+    grid_counts,
+)
 from common.models import build_model, get_weights, resolve_model_name, set_weights
 from common.node_config import PRIVACY_LEDGER_FILE
 from common.privacy import privacy_mode
@@ -89,10 +104,37 @@ class MedfedClient(NumPyClient):
         if withheld:
             return 0.0, 0, {"site": self.settings.name, "withheld": withheld}
         set_weights(self.model, parameters)
-        loss, metrics, _ = evaluate_model(self.model, self.site.test, device=self.device)
+        if config.get(EVAL_PHASE_KEY) == VALIDATION_PHASE:
+            return self._validation_counts()
+        threshold = config.get(THRESHOLD_KEY)
+        result = evaluate_at(
+            self.model,
+            self.site.test,
+            threshold=float(threshold) if threshold is not None else None,
+            temperature=float(config.get(TEMPERATURE_KEY, 1.0)),
+            resamples=self.cfg.evaluation.bootstrap_resamples,
+            device=self.device,
+        )
         out: dict[str, Any] = {"site": self.settings.name}
-        out.update({k: float(v) for k, v in metrics.items() if v is not None})
-        return float(loss), len(self.site.test), out
+        out.update({k: float(v) for k, v in result.metrics.items() if v is not None})
+        out.update({k: float(v) for k, v in result.calibration.items() if v is not None and k != "temperature"})
+        out["intervals"] = json.dumps(result.intervals)
+        out["confusion"] = json.dumps(result.confusion)
+        return float(result.loss), len(self.site.test), out
+
+    def _validation_counts(self) -> tuple[float, int, dict]:
+        """The federated path's validation release: counts on the threshold grid (binary) and
+        NLL sums on the temperature grid, of the site's validation split; never its test split."""
+        val = self.site.val
+        out: dict[str, Any] = {"site": self.settings.name, EVAL_PHASE_KEY: VALIDATION_PHASE}
+        if val is None or len(val) == 0:
+            return 0.0, 0, {**out, "withheld": "the site has no validation split"}
+        logits = predict_logits(self.model, val.x, device=self.device).double().numpy()
+        y = val.y.numpy()
+        if logits.shape[1] == 2:
+            out[VAL_COUNTS_KEY] = json.dumps(grid_counts(y, probabilities(logits)[:, 1]).tolist())
+        out[VAL_NLL_KEY] = json.dumps([float(v) for v in nll_on_grid(logits, y)])
+        return nll(logits, y), len(val), out
 
     # -- helpers -------------------------------------------------------------------------
     def _trainer(self) -> Trainer:

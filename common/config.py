@@ -176,6 +176,10 @@ class DataConfig:
     partition: str = "dirichlet"
     alpha: float = 1.0
     seed: int = 0
+    # Each site's validation split: this fraction of its training rows, stratified and fixed by
+    # the seed, never trained on. The operating point and the temperature are chosen on it when
+    # the operator holds no validation split of its own (docs/EVALUATION.md).
+    validation_fraction: float = 0.1
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -193,6 +197,40 @@ class DataConfig:
             out.append(f"partition={self.partition!r} is unknown; use one of {', '.join(PARTITIONS)}.")
         if not _finite(self.alpha) or self.alpha <= 0:
             out.append(f"alpha={self.alpha} must be a positive number (smaller = more label skew).")
+        if not _finite(self.validation_fraction) or not 0.05 <= self.validation_fraction <= 0.3:
+            out.append(
+                f"validation-fraction={self.validation_fraction} must be in [0.05, 0.3]: each site needs a "
+                "validation split to choose the operating point on, and most of its rows to train on."
+            )
+        return out
+
+
+#: How the decision threshold of a binary model is chosen on validation data (common/operating_point.py).
+THRESHOLD_RULES = ("youden", "target-sensitivity", "fixed")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How the global model is turned into decisions and how its numbers are reported.
+
+    threshold_rule: "youden" (maximise sensitivity + specificity - 1), "target-sensitivity"
+    (the most specific threshold that still reaches target_sensitivity), or "fixed" (0.5, i.e.
+    arg-max, no choice made). Binary models only; a multiclass model always predicts the arg-max.
+    bootstrap_resamples: resamples of the stratified bootstrap behind every 95 % interval.
+    """
+
+    threshold_rule: str = "youden"
+    target_sensitivity: float = 0.9
+    bootstrap_resamples: int = 1000
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.threshold_rule not in THRESHOLD_RULES:
+            out.append(f"threshold-rule={self.threshold_rule!r} is unknown; use one of {', '.join(THRESHOLD_RULES)}.")
+        if not _finite(self.target_sensitivity) or not 0 < self.target_sensitivity < 1:
+            out.append(f"target-sensitivity={self.target_sensitivity} must be between 0 and 1 (e.g. 0.9).")
+        if not 100 <= self.bootstrap_resamples <= 20000:
+            out.append(f"bootstrap-resamples={self.bootstrap_resamples} must be in 100..20000 (1000 is usual).")
         return out
 
 
@@ -205,6 +243,7 @@ class RunConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     secagg: SecAggConfig = field(default_factory=SecAggConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     out_dir: str = ""
     # Names the run across restarts: privacy ledgers and checkpoints are keyed by it.
     run_name: str = ""
@@ -226,6 +265,7 @@ class RunConfig:
             + self.privacy.problems()
             + self.secagg.problems(self.data.num_sites)
             + self.federation.problems()
+            + self.evaluation.problems()
             + site_policy_problems(self.site_policy)
         )
         if self.federation.min_sites > self.data.num_sites:
@@ -387,6 +427,7 @@ _SECTION_TYPES: dict[str, type] = {
     "privacy": PrivacyConfig,
     "secagg": SecAggConfig,
     "federation": FederationConfig,
+    "evaluation": EvaluationConfig,
 }
 
 # flat kebab-case key -> (section attribute on RunConfig or "" for top level, field, type)
@@ -398,6 +439,7 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "partition": ("data", "partition", str),
     "alpha": ("data", "alpha", float),
     "seed": ("data", "seed", int),
+    "validation-fraction": ("data", "validation_fraction", float),
     "model": ("training", "model", str),
     "local-epochs": ("training", "local_epochs", int),
     "batch-size": ("training", "batch_size", int),
@@ -423,6 +465,9 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "min-sites": ("federation", "min_sites", int),
     "round-timeout": ("federation", "round_timeout", float),
     "central-eval": ("federation", "central_eval", bool),
+    "threshold-rule": ("evaluation", "threshold_rule", str),
+    "target-sensitivity": ("evaluation", "target_sensitivity", float),
+    "bootstrap-resamples": ("evaluation", "bootstrap_resamples", int),
     "out-dir": ("", "out_dir", str),
     "run-name": ("", "run_name", str),
     "site-policy": ("", "site_policy", str),

@@ -4,7 +4,8 @@ A site's test split can hold a single class (FLamby's Switzerland site has one n
 case) or nothing at all. scikit-learn then warns or raises; here an undefined value is
 `None`, so per-site reports and weighted averages keep working and never spam warnings.
 
-Conventions (probs has shape (n, K), predictions are the arg-max):
+Conventions (probs has shape (n, K); predictions are the arg-max, or for a binary model with a
+chosen operating point, "positive when p(class 1) >= threshold" (common/operating_point.py)):
   * binary (K == 2): auc = ROC AUC of class 1, f1 / sensitivity = F1 / recall of class 1,
     specificity = recall of class 0;
   * multiclass: macro averages; auc is one-vs-rest over the classes present in y_true,
@@ -51,17 +52,32 @@ def _auc(y: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(y, scores))
 
 
-def compute_metrics(y_true: np.ndarray, probs: np.ndarray) -> Metrics:
-    """Accuracy, balanced accuracy, AUC, F1, sensitivity, specificity and `n` (see module doc)."""
+def decisions(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Predicted classes: arg-max, or for two classes with a threshold, p(class 1) >= threshold."""
+    p = np.asarray(probs, dtype=np.float64)
+    if threshold is not None and p.shape[1] == 2:
+        return (p[:, 1] >= threshold).astype(np.int64)
+    return p.argmax(axis=1).astype(np.int64)
+
+
+def confusion_matrix(y_true: np.ndarray, pred: np.ndarray, num_classes: int) -> list[list[int]]:
+    """Rows: true class, columns: predicted class."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true).reshape(-1).astype(np.int64), np.asarray(pred).reshape(-1)), 1)
+    return cm.tolist()
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float | None = None) -> Metrics:
+    """Accuracy, balanced accuracy, AUC, F1, sensitivity, specificity and `n` (see module doc);
+    every value but AUC at `threshold` (binary only; None = arg-max)."""
     y, p = _check(y_true, probs)
     n, k = p.shape
     out: Metrics = {name: None for name in METRIC_NAMES}
     out["n"] = n
     if n == 0 or not np.all(np.isfinite(p)):  # nothing to score, or a diverged model
         return out
-    pred = p.argmax(axis=1)
-    cm = np.zeros((k, k), dtype=np.int64)  # rows: true class, columns: predicted class
-    np.add.at(cm, (y, pred), 1)
+    pred = decisions(p, threshold)
+    cm = np.asarray(confusion_matrix(y, pred, k))
     tp = np.diag(cm).astype(float)
     true_count = cm.sum(axis=1).astype(float)
     pred_count = cm.sum(axis=0).astype(float)

@@ -26,6 +26,9 @@ from common.metrics import weighted_mean
 
 Listener = Callable[[str, dict], None]
 
+# Site evaluation values that arrive as JSON text (Flower metrics hold scalars only).
+JSON_SITE_KEYS = ("intervals", "confusion")
+
 METRIC_COLUMNS = ("loss", "accuracy", "balanced_accuracy", "auc", "f1", "sensitivity", "specificity")
 
 
@@ -122,7 +125,7 @@ class RunRecorder:
                 if "withheld" in m:  # the site's policy does not release its evaluation metrics
                     entry["evaluation_withheld"] = str(m["withheld"])
                     continue
-                entry.update({k: v for k, v in m.items() if k != "site"})
+                entry.update({k: _parsed(v) if k in JSON_SITE_KEYS else v for k, v in m.items() if k != "site"})
                 entry["loss"] = loss
                 entry["num_test_examples"] = n
             r["federated"] = weighted_mean((n, {"loss": loss, **m}) for n, loss, m in released)
@@ -130,11 +133,24 @@ class RunRecorder:
         for failure in failures:
             self.event(server_round, f"evaluation failure: {failure}")
 
-    def on_central_evaluation(self, server_round: int, loss: float, metrics: dict, roc: dict | None) -> None:
+    def on_central_evaluation(
+        self, server_round: int, loss: float, metrics: dict, roc: dict | None, details: dict | None = None
+    ) -> None:
+        """`details`: the central test's intervals, confusion matrix, calibration and reliability bins."""
         with self._lock:
-            self._round(server_round)["global"] = {"loss": loss, **metrics}
+            r = self._round(server_round)
+            r["global"] = {"loss": loss, **metrics}
+            if details:
+                r["global_details"] = details
             if roc is not None:
                 self.final_roc = roc
+
+    def on_operating_point(self, server_round: int, point: dict) -> None:
+        """The round's threshold and temperature, chosen on validation data (server/operating.py)."""
+        with self._lock:
+            self._round(server_round)["operating_point"] = point
+        if point.get("source") == "default" and server_round > 0:
+            self.event(server_round, f"operating point left at the default 0.5: {point.get('note')}")
 
     def on_rejected_update(self, server_round: int, site: str, reason: str) -> None:
         self.event(server_round, f"update from {site} rejected before aggregation: {reason}")
@@ -183,11 +199,11 @@ class RunRecorder:
     def _metrics_document(self) -> dict:
         rounds = [self.rounds[k] for k in sorted(self.rounds)]
         last = rounds[-1] if rounds else {}
-        return {
-            "config": self.config,
-            "rounds": _clean(rounds),
-            "final": _clean({"round": last.get("round"), "global": last.get("global", {}), "sites": last.get("sites", {})}),
-        }
+        final = {"round": last.get("round"), "global": last.get("global", {}), "sites": last.get("sites", {})}
+        for key in ("operating_point", "global_details"):
+            if key in last:
+                final[key] = last[key]
+        return {"config": self.config, "rounds": _clean(rounds), "final": _clean(final)}
 
     def write(self) -> None:
         with self._lock:  # one snapshot, so metrics.json and privacy.json describe the same moment
@@ -246,6 +262,13 @@ def _metrics_csv(rounds: list[dict]) -> str:
                 [r["round"], site, *[_fmt(m.get(c)) for c in METRIC_COLUMNS], _fmt(m.get("epsilon")), _fmt(m.get("train_loss"))]
             )
     return buf.getvalue()
+
+
+def _parsed(value: Any) -> Any:
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        return value
 
 
 def _fmt(value: Any) -> str:

@@ -17,10 +17,12 @@ from common.datasets.contract import FederatedDataset, SiteData, Split, normalis
 from common.datasets.selection import load_run_dataset
 from common.device import pick_device
 from common.errors import ConfigError
-from common.evaluation import evaluate_model
+from common.calibration import reliability_bins, probabilities
+from common.evaluation import evaluate_at
 from common.metrics import roc_curve_points
 from common.models import build_model, get_weights, resolve_model_name, set_weights
 from common.privacy import privacy_mode
+from server.operating import OperatingPointChooser
 from server.records import Listener, RunRecorder, load_checkpoint
 from server.secure_aggregation import SecAggSettings, secagg_settings
 from server.strategies import check_strategy
@@ -42,6 +44,7 @@ class RunSetup:
     recorder: RunRecorder
     start_round: int
     optimizer_state: dict
+    operating_point: OperatingPointChooser
 
 
 def prepare_run(cfg: RunConfig, out_dir: Path, *, listeners: Sequence[Listener] = ()) -> RunSetup:
@@ -103,6 +106,8 @@ def prepare_run(cfg: RunConfig, out_dir: Path, *, listeners: Sequence[Listener] 
         recorder=recorder,
         start_round=start_round,
         optimizer_state=optimizer_state,
+        operating_point=OperatingPointChooser(cfg, dataset, model_name, record=recorder.on_operating_point,
+                                              device=pick_device("auto")),
     )
 
 
@@ -142,15 +147,27 @@ def make_central_evaluator(setup: RunSetup):
 
     def evaluate(server_round: int, weights: list[np.ndarray], config: dict) -> tuple[float, dict]:
         set_weights(model, weights)
-        loss, metrics, probs = evaluate_model(model, split, device=device)
-        points = roc_curve_points(split.y.numpy(), probs) if setup.dataset.num_classes == 2 else None
+        point = setup.operating_point.current  # chosen on validation data before this call
+        result = evaluate_at(model, split, threshold=point.threshold, temperature=point.temperature,
+                             resamples=setup.cfg.evaluation.bootstrap_resamples, device=device)
+        metrics, y = result.metrics, split.y.numpy()
+        points = roc_curve_points(y, result.probs) if setup.dataset.num_classes == 2 else None
         roc = (
-            {"fpr": points[0].tolist(), "tpr": points[1].tolist(), "auc": metrics.get("auc")}
+            {"fpr": points[0].tolist(), "tpr": points[1].tolist(), "auc": metrics.get("auc"),
+             "point": {"fpr": 1 - metrics["specificity"], "tpr": metrics["sensitivity"], "threshold": point.threshold}
+             if metrics.get("specificity") is not None and metrics.get("sensitivity") is not None else None}
             if points is not None
             else None
         )
-        setup.recorder.on_central_evaluation(server_round, loss, metrics, roc)
-        return float(loss), {k: float(v) for k, v in metrics.items() if v is not None}
+        details = {
+            "intervals": result.intervals,
+            "confusion_matrix": result.confusion,
+            "calibration": result.calibration,
+            "reliability": {"before": reliability_bins(probabilities(result.logits), y),
+                            "after": reliability_bins(result.probs, y)},
+        }
+        setup.recorder.on_central_evaluation(server_round, result.loss, metrics, roc, details)
+        return float(result.loss), {k: float(v) for k, v in metrics.items() if v is not None}
 
     return evaluate
 

@@ -13,6 +13,7 @@ from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.serverapp.grid import Grid
 
 from common.config import RunConfig
+from common.operating_point import evaluate_config
 from common.runs import run_out_dir
 from server.outputs import write_final_outputs
 from server.records import Listener
@@ -32,6 +33,7 @@ def run_federation(grid: Grid, context: Context, cfg: RunConfig, *, listeners: S
         observer=setup.recorder,
         update_bound=setup.update_bound,
         evaluate_fn=make_central_evaluator(setup),
+        evaluate_config=lambda: evaluate_config(setup.operating_point.current),
     )
     strategy.load_optimizer_state(setup.optimizer_state)
     timeout = cfg.federation.round_timeout
@@ -44,6 +46,7 @@ def run_federation(grid: Grid, context: Context, cfg: RunConfig, *, listeners: S
         wait_for_sites=cfg.federation.wait_for_sites,
         quorum_timeout=timeout,
         start_round=setup.start_round,
+        operating_point=setup.operating_point,
     )
     legacy = LegacyContext(
         context, config=ServerConfig(num_rounds=cfg.federation.num_rounds, round_timeout=timeout), strategy=strategy

@@ -7,6 +7,8 @@ pieces (client-manager thread, `SecAggPlusWorkflow` for fit, the legacy strategy
   * a quorum check before each round, bounded by the round timeout — a round that cannot reach
     it is recorded as "quorum not reached" and the next round proceeds;
   * per-round timeouts on every exchange with the sites;
+  * the round's operating point (threshold, temperature), chosen on validation data after
+    aggregation and before any test evaluation (server/operating.py);
   * a checkpoint and a metrics write after every round.
 """
 
@@ -24,6 +26,7 @@ from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 from flwr.serverapp.grid import Grid
 
+from server.operating import OperatingPointChooser
 from server.records import RunRecorder
 from server.strategies import GuardedStrategy
 
@@ -112,6 +115,7 @@ class MedfedWorkflow:
         quorum_timeout: float,
         start_round: int = 1,
         wait_for_sites: int = 0,
+        operating_point: OperatingPointChooser | None = None,
     ) -> None:
         self.fit_workflow = fit_workflow
         self.evaluate_workflow = evaluate_workflow
@@ -121,6 +125,12 @@ class MedfedWorkflow:
         self.quorum_timeout = quorum_timeout
         self.start_round = start_round
         self.final_weights: list | None = None
+        self.operating_point = operating_point
+
+    def _choose_operating_point(self, grid: Grid, ctx: LegacyContext, rnd: int) -> None:
+        if self.operating_point is not None:
+            weights = parameters_to_ndarrays(_current_parameters(ctx))
+            self.operating_point.step(grid, ctx, _exchange, rnd, weights, self.quorum_timeout)
 
     def _wait_for_sites(self, ctx: LegacyContext, rnd: int) -> bool:
         """Wait (bounded) for `wait_for_sites` connected hospitals; True if at least `min_sites` are."""
@@ -154,6 +164,7 @@ class MedfedWorkflow:
 
             if self.start_round == 1:
                 self.recorder.start_round(0)
+                self._choose_operating_point(grid, ctx, 0)
                 strategy.evaluate(0, params)  # baseline: the untrained global model
                 self.recorder.end_round(0, weights=None, optimizer_state=None)
 
@@ -166,6 +177,7 @@ class MedfedWorkflow:
                     )
                 else:
                     self.fit_workflow(grid, ctx)
+                    self._choose_operating_point(grid, ctx, rnd)
                     current = _current_parameters(ctx)
                     strategy.evaluate(rnd, current)
                     self.evaluate_workflow(grid, ctx)

@@ -1,9 +1,13 @@
 """One contract for every dataset (FLamby style).
 
 Whatever the source (a built-in dataset, a partition of one, or a hospital's own files), a
-federation sees a `FederatedDataset`: named sites, each with a train and a test `Split` of
-float32 inputs and int64 labels, plus the metadata a model needs (modality, input shape,
-number of classes). Normalisation statistics come from each site's own training split.
+federation sees a `FederatedDataset`: named sites, each with a train, a validation and a test
+`Split` of float32 inputs and int64 labels, plus the metadata a model needs (modality, input
+shape, number of classes). Normalisation statistics come from each site's own training split.
+
+The validation split is carved from the site's training rows (`with_validation`, stratified,
+fixed by the seed) and never trained on: the decision threshold and the temperature of the
+global model are chosen on validation data only, never on test data (docs/EVALUATION.md).
 """
 
 from __future__ import annotations
@@ -41,11 +45,15 @@ class Split:
 
 @dataclass
 class SiteData:
-    """One hospital's data: a train and a test split, never shared with anyone."""
+    """One hospital's data: train, validation and test splits, never shared with anyone.
+
+    `val` is None until `with_validation` carves it (loaders build train/test only).
+    """
 
     name: str
     train: Split
     test: Split
+    val: Split | None = None
 
 
 @dataclass
@@ -62,6 +70,10 @@ class FederatedDataset:
     # An optional held-out split the operator owns (e.g. the official test split): used for
     # centralised evaluation of the global model on the server.
     central_test: Split | None = None
+    # The operator's validation split (an official one: PneumoniaMNIST's val, ECG5000's seeded
+    # val). When present, the server chooses the operating point and the temperature on it;
+    # otherwise the sites' validation splits are used (federated path).
+    central_val: Split | None = None
 
     def site_names(self) -> list[str]:
         return list(self.sites)
@@ -84,24 +96,56 @@ class FederatedDataset:
 
     def summary(self) -> dict:
         """A JSON-ready summary: per site and split, counts and class counts."""
-        return {
+        k = self.num_classes
+        out = {
             "dataset": self.name,
             "modality": self.modality,
             "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes,
+            "num_classes": k,
             "class_names": self.class_names,
             "sites": {
                 name: {
                     "train": len(s.train),
+                    "val": len(s.val) if s.val is not None else 0,
                     "test": len(s.test),
                     "class_counts": {
-                        "train": s.train.class_counts(self.num_classes),
-                        "test": s.test.class_counts(self.num_classes),
+                        "train": s.train.class_counts(k),
+                        "val": s.val.class_counts(k) if s.val is not None else [0] * k,
+                        "test": s.test.class_counts(k),
                     },
                 }
                 for name, s in self.sites.items()
             },
         }
+        for key, split in (("central_val", self.central_val), ("central_test", self.central_test)):
+            if split is not None:
+                out[key] = {"n": len(split), "class_counts": split.class_counts(k)}
+        return out
+
+
+def with_validation(site: SiteData, fraction: float, seed: int) -> SiteData:
+    """`site` with `fraction` of its training rows moved, stratified, into its validation split.
+
+    Deterministic in (seed, site name), so the server and a site carve the same rows in every
+    process. A site that already has a validation split is returned unchanged.
+    """
+    from common.datasets.partition import stratified_split
+
+    if site.val is not None:
+        return site
+    y = site.train.y.numpy()
+    train_idx, val_idx = stratified_split(y, (1 - fraction, fraction), seed=_validation_seed(seed, site.name))
+    return SiteData(site.name, _take(site.train, train_idx), site.test, _take(site.train, val_idx))
+
+
+def _validation_seed(seed: int, name: str) -> int:
+    key = [seed, 0x5A1, *name.encode("utf-8")]
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+def _take(split: Split, idx: np.ndarray) -> Split:
+    index = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+    return Split(split.x[index], split.y[index])
 
 
 def normalise_with_site_stats(site: SiteData, modality: str) -> SiteData:
@@ -122,4 +166,4 @@ def normalise_with_site_stats(site: SiteData, modality: str) -> SiteData:
     def apply(split: Split) -> Split:
         return Split(((split.x - mean) / std).float(), split.y)
 
-    return SiteData(site.name, apply(site.train), apply(site.test))
+    return SiteData(site.name, apply(site.train), apply(site.test), apply(site.val) if site.val is not None else None)

@@ -7,7 +7,8 @@
   split (its local evaluation never sees other sites' data). The dataset's held-out test split
   (official test for PneumoniaMNIST, the seeded test split for ECG5000, the four hospitals'
   test rows for Heart-Disease) becomes ``central_test``, the operator's evaluation set.
-  Validation splits stay unused. Nothing is normalised here (see `normalise_with_site_stats`).
+  The dataset's validation split (official or seeded) becomes ``central_val``; each site's own
+  validation split is carved later from its training rows (`common.datasets.selection`). Nothing is normalised here (see `normalise_with_site_stats`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def partition_sites(dataset: FederatedDataset, cfg: DataConfig) -> FederatedData
         sites=sites,
         checksums=dict(dataset.checksums),
         central_test=central,
+        central_val=dataset.central_val,
     )
 
 

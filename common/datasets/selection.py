@@ -12,16 +12,25 @@ from pathlib import Path
 
 from common.config import DataConfig
 from common.datasets.datadir import resolve_data_dir
-from common.datasets.contract import FederatedDataset
+from common.datasets.contract import FederatedDataset, with_validation
 
 
 def load_run_dataset(cfg: DataConfig, data_dir: str | Path | None = None) -> FederatedDataset:
-    """The federated view of the run's data (not normalised: each site normalises its own)."""
+    """The federated view of the run's data (not normalised: each site normalises its own).
+
+    Every site carries its validation split (`validation-fraction` of its training rows, fixed
+    by the seed): what a site trains on is its training split without those rows."""
     return _cached(cfg, str(resolve_data_dir(data_dir)))
 
 
 @functools.lru_cache(maxsize=4)
 def _cached(cfg: DataConfig, data_dir: str) -> FederatedDataset:
+    ds = _load(cfg, data_dir)
+    ds.sites = {name: with_validation(site, cfg.validation_fraction, cfg.seed) for name, site in ds.sites.items()}
+    return ds
+
+
+def _load(cfg: DataConfig, data_dir: str) -> FederatedDataset:
     if cfg.data_path:
         from common.datasets.federated import partition_sites
         from common.datasets.hospital import load_hospital

@@ -64,6 +64,7 @@ def build_strategy(
     observer: RoundObserver,
     update_bound: float,
     evaluate_fn: EvaluateFn | None,
+    evaluate_config: Callable[[], dict[str, Scalar]] | None = None,
 ) -> GuardedStrategy:
     """The whole stack for one run: the configured strategy, client-level DP, the guard."""
     builder = STRATEGIES.get(cfg.federation.strategy)
@@ -85,4 +86,5 @@ def build_strategy(
     gate = UpdateGate(
         update_bound=update_bound, secure=cfg.secagg.enabled, max_update_bytes=4 * nbytes(initial_weights) + 1024
     )
-    return GuardedStrategy(inner, initial_weights=initial_weights, gate=gate, observer=observer, min_sites=fed.min_sites)
+    return GuardedStrategy(inner, initial_weights=initial_weights, gate=gate, observer=observer, min_sites=fed.min_sites,
+                           evaluate_config=evaluate_config)

@@ -11,7 +11,7 @@ Flower's strategies average whatever arrives. Before they do, this layer
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 from flwr.common import (
@@ -60,8 +60,11 @@ class GuardedStrategy(Strategy):
         gate: UpdateGate,
         observer: RoundObserver,
         min_sites: int,
+        evaluate_config: Callable[[], dict[str, Scalar]] | None = None,
     ) -> None:
         self.inner = inner
+        # The round's operating point (threshold, temperature) for the sites' test evaluation.
+        self.evaluate_config = evaluate_config
         self.global_weights = [np.asarray(w) for w in initial_weights]
         self.gate = gate
         self.observer = observer
@@ -126,7 +129,11 @@ class GuardedStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
-        return self.inner.configure_evaluate(server_round, parameters, client_manager)
+        instructions = self.inner.configure_evaluate(server_round, parameters, client_manager)
+        if self.evaluate_config is None:
+            return instructions
+        extra = self.evaluate_config()
+        return [(proxy, EvaluateIns(ins.parameters, {**ins.config, **extra})) for proxy, ins in instructions]
 
     def aggregate_evaluate(
         self,

@@ -53,7 +53,11 @@ class BuiltinDataset:
 
 
 def assemble(
-    dataset: BuiltinDataset, folder: Path, sites: dict[str, SiteData], central_test: Split | None = None
+    dataset: BuiltinDataset,
+    folder: Path,
+    sites: dict[str, SiteData],
+    central_test: Split | None = None,
+    central_val: Split | None = None,
 ) -> FederatedDataset:
     """The `FederatedDataset` a built-in loader returns: its name, shapes and classes from
     ``dataset.info``, and the checksums of the files it read from ``folder``, verified."""
@@ -68,4 +72,5 @@ def assemble(
         sites=sites,
         checksums=verified_checksums(dataset.files, folder),
         central_test=central_test,
+        central_val=central_val,
     )

@@ -2,7 +2,7 @@
 
 A stratified train/val/test split (60/20/20) fixed by the run's seed; one pooled site that
 `common.datasets.federated` partitions into virtual sites, keeping the test split as the
-operator's central test set. Classes are 0..4 (UCR's 1..5).
+operator's central test set and the val split as its validation set. Classes are 0..4 (UCR's 1..5).
 """
 
 from __future__ import annotations
@@ -53,13 +53,14 @@ def splits(data_dir: str | Path | None = None, seed: int = 0) -> dict[str, Split
 
 
 def load(data_dir: str | Path | None = None, seed: int = 0) -> FederatedDataset:
-    """One 'pooled' site: train / test of `splits`, central_test = test. The seed also fixes
-    the split, so one number reproduces the run; the val split is available from `splits`."""
+    """One 'pooled' site: train / test of `splits`, central_test = test, central_val = val. The
+    seed also fixes the split, so one number reproduces the run."""
     from common.datasets.contract import SiteData
 
     folder = ensure_files(FILES, data_dir)
     parts = _read(folder, seed)
-    return assemble(DATASET, folder, {"pooled": SiteData("pooled", parts["train"], parts["test"])}, parts["test"])
+    return assemble(DATASET, folder, {"pooled": SiteData("pooled", parts["train"], parts["test"])}, parts["test"],
+                    central_val=parts["val"])
 
 
 def _read(folder: Path, seed: int) -> dict[str, Split]:

@@ -2,7 +2,8 @@
 
 The official splits are ``train`` (4708), ``val`` (524) and ``test`` (624). The dataset has no
 hospitals of its own: `common.datasets.federated` partitions its training images into virtual
-sites and keeps the official test split as the operator's central test set.
+sites and keeps the official test split as the operator's central test set and the official
+val split as the operator's validation set.
 """
 
 from __future__ import annotations
@@ -51,16 +52,16 @@ def splits(data_dir: str | Path | None = None) -> dict[str, Split]:
 
 
 def load(data_dir: str | Path | None = None, seed: int = 0) -> FederatedDataset:
-    """One 'pooled' site (official train / test); central_test = official test.
-
-    The official val split is available from `splits`. ``seed`` is unused: the splits are
-    MedMNIST's own.
+    """One 'pooled' site (official train / test); central_test = official test, central_val =
+    official val (524 images: the server chooses the operating point on it). ``seed`` is
+    unused: the splits are MedMNIST's own.
     """
     from common.datasets.contract import SiteData
 
     folder = ensure_files(FILES, data_dir)
     parts = _read(folder)
-    return assemble(DATASET, folder, {"pooled": SiteData("pooled", parts["train"], parts["test"])}, parts["test"])
+    return assemble(DATASET, folder, {"pooled": SiteData("pooled", parts["train"], parts["test"])}, parts["test"],
+                    central_val=parts["val"])
 
 
 def _read(folder: Path) -> dict[str, Split]:
