@@ -58,8 +58,11 @@ def bootstrap_intervals(
     values: dict[str, np.ndarray] = {"accuracy": tp.sum(axis=1) / n}
     values["balanced_accuracy"] = recall[:, present].mean(axis=1)
     if k == 2:
+        if present[1]:
+            values["sensitivity"] = recall[:, 1]
+        if present[0]:
+            values["specificity"] = recall[:, 0]
         if present.all():
-            values["sensitivity"], values["specificity"] = recall[:, 1], recall[:, 0]
             values["auc"] = _auc_rows(p[idx, 1], ys == 1)
     else:
         values["sensitivity"] = values["balanced_accuracy"]

@@ -115,7 +115,7 @@ def choose_threshold(
 
 def exact_rates(y: np.ndarray, positive_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(thresholds, sensitivity, specificity) at every distinct score of one validation split."""
-    fpr, tpr, thr = roc_curve(np.asarray(y).reshape(-1), np.asarray(positive_probs).reshape(-1))
+    fpr, tpr, thr = roc_curve(np.asarray(y).reshape(-1), np.asarray(positive_probs).reshape(-1), drop_intermediate=False)
     return thr, tpr, 1.0 - fpr
 
 
