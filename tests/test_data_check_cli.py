@@ -40,15 +40,16 @@ def test_json_good_table(good_csv):
     out = json.loads(result.stdout)  # exactly one JSON object on stdout
     assert out["valid"] is True and out["problems"] == []
     site = out["sites"]["ward7"]
-    assert (site["train"], site["test"]) == (40, 10)
-    assert site["class_counts"] == {"train": [20, 20], "test": [5, 5]}
+    # 10 % of the training rows are the site's validation split (the operating point is chosen on it)
+    assert (site["train"], site["val"], site["test"]) == (36, 4, 10)
+    assert site["class_counts"] == {"train": [18, 18], "val": [2, 2], "test": [5, 5]}
     assert out["input_shape"] == [2] and out["modality"] == "tabular"
 
 
 def test_human_output_names_site_and_counts(good_csv):
     result = run("--path", good_csv, "--format", "table", "--site-name", "st-marys")
     assert result.exit_code == 0, result.output
-    assert "st-marys" in result.stdout and "train" in result.stdout and "40" in result.stdout
+    assert "st-marys" in result.stdout and "train" in result.stdout and "36" in result.stdout and "val" in result.stdout
     assert "valid" in result.stdout
 
 
@@ -75,7 +76,8 @@ def test_ucr_and_wfdb_inferred(data_dir):
     result = run("--path", data_dir / "ecg5000-train" / "ECG5000_TRAIN.txt", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["sites"]["ECG5000_TRAIN"]["train"] + out["sites"]["ECG5000_TRAIN"]["test"] == 500
+    site = out["sites"]["ECG5000_TRAIN"]
+    assert site["train"] + site["val"] + site["test"] == 500
     result = run("--path", data_dir / "mitbih-100")
     assert result.exit_code == 0, result.output
     assert "mitbih-100" in result.stdout and "N:" in result.stdout

@@ -124,6 +124,8 @@ def summarise(ds: FederatedDataset) -> dict:
             "test": len(ds.central_test),
             "class_counts": class_counts(ds.central_test, ds.num_classes),
         }
+    if ds.central_val is not None:  # the operator's validation split: the operating point's data
+        summary["central_val"] = {"val": len(ds.central_val), "class_counts": class_counts(ds.central_val, ds.num_classes)}
     summary["problems"] = problems
     summary["warnings"] = warnings
     summary["valid"] = not problems
@@ -141,9 +143,11 @@ def _safe_summary(ds: FederatedDataset) -> dict:
         "sites": {
             name: {
                 "train": len(s.train),
+                "val": len(s.val) if s.val is not None else 0,
                 "test": len(s.test),
                 "class_counts": {
                     "train": class_counts(s.train, ds.num_classes),
+                    "val": class_counts(s.val, ds.num_classes) if s.val is not None else [0] * ds.num_classes,
                     "test": class_counts(s.test, ds.num_classes),
                 },
             }

@@ -97,7 +97,7 @@ class FederatedDataset:
     def summary(self) -> dict:
         """A JSON-ready summary: per site and split, counts and class counts."""
         k = self.num_classes
-        out = {
+        return {
             "dataset": self.name,
             "modality": self.modality,
             "input_shape": list(self.input_shape),
@@ -117,10 +117,6 @@ class FederatedDataset:
                 for name, s in self.sites.items()
             },
         }
-        for key, split in (("central_val", self.central_val), ("central_test", self.central_test)):
-            if split is not None:
-                out[key] = {"n": len(split), "class_counts": split.class_counts(k)}
-        return out
 
 
 def with_validation(site: SiteData, fraction: float, seed: int) -> SiteData:

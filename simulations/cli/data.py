@@ -20,7 +20,7 @@ from simulations.cli.support import user_errors
 from common.config import DataConfig
 from common.datasets.builtin import BUILTIN_DATASETS
 from common.datasets.check import summarise
-from common.datasets.contract import FederatedDataset
+from common.datasets.contract import FederatedDataset, with_validation
 from common.datasets.datadir import resolve_data_dir
 from common.datasets.formats import FORMATS
 from common.datasets.hospital import load_hospital
@@ -112,6 +112,9 @@ def check(
             )
         else:
             ds = _load_builtin(str(dataset), data_dir, sites, partition, alpha, seed)
+        # the validation split each site keeps for the operating point (as a run carves it)
+        fraction = DataConfig().validation_fraction
+        ds.sites = {name: with_validation(site, fraction, seed) for name, site in ds.sites.items()}
         summary = summarise(ds)
     except MedfedError as err:
         if json_out:  # scripts still get one JSON object, then the usual message and exit code
@@ -165,7 +168,7 @@ def _print_tables(ds: FederatedDataset, summary: dict) -> None:
         table.add_column(col, **kw)
     shape = "x".join(map(str, ds.input_shape))
     for name, site in summary["sites"].items():
-        for split in ("train", "test"):
+        for split in ("train", "val", "test"):
             counts = site["class_counts"][split]
             prefix = f"site {name} {split}:"
             mine = [p.removeprefix(prefix).strip() for p in site["problems"] if p.startswith(prefix)]
@@ -178,6 +181,16 @@ def _print_tables(ds: FederatedDataset, summary: dict) -> None:
                 shape,
                 "; ".join(mine) or "-",
             )
+    if "central_val" in summary:
+        central = summary["central_val"]
+        table.add_row(
+            "(central validation)",
+            "val",
+            str(central["val"]),
+            " ".join(f"{c}:{n}" for c, n in zip(ds.class_names, central["class_counts"], strict=True)),
+            shape,
+            "-",
+        )
     if "central_test" in summary:
         central = summary["central_test"]
         table.add_row(
