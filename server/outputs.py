@@ -29,11 +29,21 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def _final_operating_point(setup: RunSetup) -> dict:
+    """The last round's operating point (rounds that missed their quorum record none)."""
+    for rnd in sorted(setup.recorder.rounds, reverse=True):
+        point = setup.recorder.rounds[rnd].get("operating_point")
+        if point:
+            return dict(point)
+    return setup.operating_point.current.to_dict()
+
+
 def write_final_outputs(setup: RunSetup, weights: list[np.ndarray] | None) -> dict[str, Path]:
     out_dir = setup.out_dir
     if weights is not None:
         set_weights(setup.model, weights)
     last_round = max(setup.recorder.rounds) if setup.recorder.rounds else 0
+    point = _final_operating_point(setup)
     meta = {
         "model": setup.model_name,
         "num_parameters": count_parameters(setup.model),
@@ -41,6 +51,12 @@ def write_final_outputs(setup: RunSetup, weights: list[np.ndarray] | None) -> di
         "num_classes": setup.dataset.num_classes,
         "class_names": setup.dataset.class_names,
         "round": last_round,
+        # How to turn the model's logits into decisions: divide by the temperature, softmax, and
+        # (binary) call class 1 when its probability >= threshold. Chosen on validation data only.
+        "operating_point": point,
+        "threshold": point.get("threshold"),
+        "threshold_rule": point.get("rule"),
+        "temperature": point.get("temperature", 1.0),
         "dataset": setup.dataset.name,
         "dataset_checksums": setup.dataset.checksums,
         "privacy_mode": setup.cfg.privacy.mode,

@@ -200,7 +200,7 @@ class RunRecorder:
         rounds = [self.rounds[k] for k in sorted(self.rounds)]
         last = rounds[-1] if rounds else {}
         final = {"round": last.get("round"), "global": last.get("global", {}), "sites": last.get("sites", {})}
-        for key in ("operating_point", "global_details"):
+        for key in ("global_source", "operating_point", "global_details"):
             if key in last:
                 final[key] = last[key]
         return {"config": self.config, "rounds": _clean(rounds), "final": _clean(final)}

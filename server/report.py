@@ -1,7 +1,11 @@
-"""Plots and a self-contained HTML report a clinician can read.
+"""A self-contained HTML report a clinician can read (and a phone can show).
 
 Written once, when a run finishes (server/outputs.py), from the content of its metrics.json and
-privacy.json, so every number the report shows can be checked against those two files.
+privacy.json (plus the model's metadata), so every number the report shows can be checked
+against those files. Order: the headline in words with 95 % intervals, the operating point and
+how it was chosen, the confusion matrix, ROC and calibration, each hospital with intervals, a
+model card (intended use, data, privacy spent, limitations, what was not validated; in the
+spirit of TRIPOD+AI), then the technical detail (learning curves, rounds, reproducibility).
 """
 
 from __future__ import annotations
@@ -11,113 +15,39 @@ import html
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from common.privacy import recorded_mode
+from server.plots import PLOTS, write_plots
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+__all__ = ["PLOTS", "write_plots", "write_report"]
 
-from common.privacy import recorded_mode  # noqa: E402
-from common.privacy.mode import NO_SAMPLE_DP_LABEL  # noqa: E402
-
-PLOTS = {
-    "learning_curves": "learning_curves.png",
-    "roc": "roc_curve.png",
-    "epsilon": "epsilon_per_site.png",
+RULE_WORDS = {
+    "youden": "Youden's J: the threshold that maximises sensitivity + specificity on the validation data",
+    "target-sensitivity": "the most specific threshold that still reaches the target sensitivity on the validation data",
+    "fixed": "fixed at 0.5 (no threshold chosen: the run asked for threshold-rule = fixed)",
 }
 
-
-MAX_LEGEND_SITES = 12  # beyond this, site curves are drawn thin and unlabelled
-
-
-def _site_style(site: str, n_sites: int) -> dict:
-    if n_sites > MAX_LEGEND_SITES:
-        return {"lw": 0.6, "alpha": 0.4, "color": "tab:blue"}
-    return {"label": site}
-
-
-def _metric_key(rounds: list[dict]) -> str:
-    for key in ("auc", "accuracy"):
-        if any(r.get("global", {}).get(key) is not None for r in rounds):
-            return key
-    return "accuracy"
-
-
-def plot_learning_curves(metrics: dict, path: Path) -> Path:
-    rounds = metrics["rounds"]
-    key = _metric_key(rounds)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    xs = [r["round"] for r in rounds if r["global"].get(key) is not None]
-    axes[0].plot(xs, [r["global"][key] for r in rounds if r["global"].get(key) is not None], "k-o", lw=2, label="global")
-    sites = sorted({s for r in rounds for s in r["sites"]})
-    for site in sites:
-        pts = [(r["round"], r["sites"][site].get(key)) for r in rounds if site in r["sites"]]
-        pts = [(x, y) for x, y in pts if y is not None]
-        if pts:
-            axes[0].plot(*zip(*pts), "--", marker=".", **_site_style(site, len(sites)))
-    axes[0].set(title=f"Test {key.upper() if key == 'auc' else key} per round", xlabel="round", ylabel=key)
-    axes[0].legend(fontsize=7, loc="lower right")
-    xs = [r["round"] for r in rounds if r["global"].get("loss") is not None]
-    axes[1].plot(xs, [r["global"]["loss"] for r in rounds if r["global"].get("loss") is not None], "k-o", lw=2, label="global")
-    for site in sites:
-        pts = [(r["round"], r["sites"][site].get("loss")) for r in rounds if site in r["sites"]]
-        pts = [(x, y) for x, y in pts if y is not None]
-        if pts:
-            axes[1].plot(*zip(*pts), "--", marker=".", **_site_style(site, len(sites)))
-    axes[1].set(title="Test loss per round", xlabel="round", ylabel="cross-entropy")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_roc(roc: dict | None, path: Path) -> Path | None:
-    if not roc:
-        return None
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot(roc["fpr"], roc["tpr"], lw=2, label=f"global model (AUC {roc.get('auc', float('nan')):.3f})")
-    ax.plot([0, 1], [0, 1], "k:", label="chance")
-    ax.set(title="ROC curve, final global model", xlabel="1 - specificity", ylabel="sensitivity")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_epsilon(privacy: dict, num_rounds: int, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    drew = False
-    sites = privacy.get("sites", {})
-    for site, entry in sorted(sites.items()):
-        eps = entry.get("epsilon") or {}
-        if eps:
-            xs = sorted(int(r) for r in eps)
-            ax.plot(xs, [eps[str(x)] for x in xs], marker="o", **_site_style(site, len(sites)))
-            if entry.get("budget"):
-                ax.axhline(entry["budget"], color="grey", ls=":", lw=1)
-            drew = True
-    if not drew:
-        mode = recorded_mode(privacy.get("privacy_mode"))
-        msg = "no epsilon recorded" if mode is not None and mode.sample_level else f"{NO_SAMPLE_DP_LABEL} in this run"
-        ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes)
-    ax.set(title="Privacy spent per site (epsilon)", xlabel="round", ylabel="epsilon", xlim=(0, max(num_rounds, 1) + 0.5))
-    if drew and len(sites) <= MAX_LEGEND_SITES:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def write_plots(out_dir: Path, metrics: dict, privacy: dict, roc: dict | None) -> dict[str, Path]:
-    num_rounds = int(metrics["config"]["federation"]["num_rounds"])
-    out: dict[str, Path] = {"learning_curves": plot_learning_curves(metrics, out_dir / PLOTS["learning_curves"])}
-    roc_path = plot_roc(roc, out_dir / PLOTS["roc"])
-    if roc_path is not None:
-        out["roc"] = roc_path
-    out["epsilon"] = plot_epsilon(privacy, num_rounds, out_dir / PLOTS["epsilon"])
-    return out
+CSS = """
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 0 auto;
+       padding: 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; margin: .3em 0; } h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+table { border-collapse: collapse; margin: .6em 0; } td, th { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; }
+th { background: #f0f0f0; text-align: left; }
+td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.ci { color: #555; font-size: .85em; }
+.warn { color: #a00; font-weight: bold; }
+.headline { font-size: 1.25em; background: #eef5fb; border-left: 5px solid #2b6cb0; padding: .7em 1em; margin: 1em 0; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 1em; align-items: start; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: .4em .9em; }
+img { max-width: 100%; height: auto; }
+.cm td { text-align: center; min-width: 6em; } .cm .ok { background: #e6f4ea; } .cm .bad { background: #fdecea; }
+ul { padding-left: 1.3em; }
+@media (max-width: 600px) {
+  body { padding: .6em; font-size: 15px; } h1 { font-size: 1.3em; } .headline { font-size: 1.05em; }
+  td, th { padding: 3px 5px; } .cards { grid-template-columns: 1fr; } td.num .ci { display: block; }
+}
+"""
 
 
 def _img(path: Path) -> str:
@@ -133,10 +63,177 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
+def _ci_pct(ci: list | None) -> str:
+    return f"[{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]" if ci else ""
+
+
+def _with_ci(v: Any, ci: list | None) -> str:
+    """A value and its interval in a table cell: 0.912 [0.88-0.94]."""
+    if v is None:
+        return "n/a"
+    text = _fmt(v)
+    return f'{text} <span class="ci">[{ci[0]:.2f}-{ci[1]:.2f}]</span>' if ci else text
+
+
+def _headline(g: dict, ci: dict, classes: list[str], n: Any, where: str, point: dict) -> str:
+    if len(classes) == 2 and g.get("sensitivity") is not None and g.get("specificity") is not None:
+        neg, pos = (html.escape(c) for c in classes)
+        thr = point.get("threshold")
+        thr_text = f" (threshold {thr:.2f})" if isinstance(thr, float) else ""
+        auc = g.get("auc")
+        auc_text = f" Its ranking of {pos} over {neg} cases has an AUC of {auc:.2f} {_ci(ci.get('auc'))}." if auc is not None else ""
+        return (
+            f"At the chosen threshold{thr_text} the model finds <b>{_pct(g['sensitivity'])}</b> "
+            f"{_ci_pct(ci.get('sensitivity'))} of {pos} cases and clears <b>{_pct(g['specificity'])}</b> "
+            f"{_ci_pct(ci.get('specificity'))} of {neg} cases, on {_fmt(n)} {where}.{auc_text}"
+        )
+    acc, bal = g.get("accuracy"), g.get("balanced_accuracy")
+    return (
+        f"The model names the right class for <b>{_pct(acc)}</b> {_ci_pct(ci.get('accuracy'))} of {_fmt(n)} {where} "
+        f"(balanced over the {len(classes)} classes: {_pct(bal)} {_ci_pct(ci.get('balanced_accuracy'))}; "
+        f"macro AUC {_fmt(g.get('auc'))})."
+    )
+
+
+def _ci(ci: list | None) -> str:
+    return f"[{ci[0]:.2f}-{ci[1]:.2f}]" if ci else ""
+
+
+def _operating_point(point: dict, cfg: dict) -> str:
+    if not point:
+        return "<p>No operating point was recorded.</p>"
+    rule = str(point.get("rule"))
+    if point.get("threshold") is None:
+        how = "The model has more than two classes: it predicts the most probable class (no threshold)."
+    else:
+        how = html.escape(RULE_WORDS.get(rule, rule))
+        if rule == "target-sensitivity":
+            how += f" (target {_pct(point.get('target_sensitivity'))})"
+    source = str(point.get("source"))
+    where = {
+        "central validation": "the operator's own validation split, held apart from training and from the test split",
+        "default": f"no validation data: {point.get('note')}",
+    }.get(source, f"the hospitals' validation splits ({source}): each hospital counted its validation patients "
+                  "on a fixed grid of thresholds and the server chose on the sum")
+    rows = [
+        ("Decision threshold", f"{point['threshold']:.3f} on the calibrated probability of "
+                               f"{html.escape(str((cfg.get('class_names') or ['', 'class 1'])[-1]))}"
+         if point.get("threshold") is not None else "arg-max"),
+        ("How it was chosen", how),
+        ("Chosen on", html.escape(where)),
+        ("Validation patients", _fmt(point.get("validation_n"))),
+        ("Validation sensitivity / specificity", f"{_fmt(point.get('validation_sensitivity'))} / "
+                                                 f"{_fmt(point.get('validation_specificity'))}"),
+        ("Temperature (calibration)", f"{point.get('temperature', 1.0):.3f}: the model's logits are divided by it "
+                                      "before the softmax (fitted on the same validation data)"),
+    ]
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<div class="scroll"><table>{body}</table></div><p>Test data never influenced the threshold or the temperature.</p>'
+
+
+def _confusion(cm: list | None, classes: list[str]) -> str:
+    if not cm:
+        return "<p>No central test split: each hospital's confusion counts stay at the hospital.</p>"
+    head = "".join(f"<th>predicted {html.escape(c)}</th>" for c in classes)
+    rows = "".join(
+        f"<tr><th>actually {html.escape(classes[i])}</th>"
+        + "".join(f'<td class="{"ok" if i == j else "bad"}">{v}</td>' for j, v in enumerate(row))
+        + "</tr>"
+        for i, row in enumerate(cm)
+    )
+    return f'<div class="scroll"><table class="cm"><tr><th></th>{head}</tr>{rows}</table></div>'
+
+
+def _calibration_table(cal: dict | None) -> str:
+    if not cal:
+        return ""
+    rows = "".join(
+        f"<tr><th>{label}</th><td class='num'>{_fmt(cal.get(f'{key}_before'))}</td><td class='num'>{_fmt(cal.get(f'{key}_after'))}</td></tr>"
+        for key, label in (("brier", "Brier score"), ("ece", "Expected calibration error"), ("nll", "Log-loss"))
+    )
+    return (f'<div class="scroll"><table><tr><th>On the test split (lower is better)</th><th>before</th>'
+            f'<th>after temperature scaling</th></tr>{rows}</table></div>')
+
+
+def _site_rows(final: dict, privacy: dict) -> str:
+    rows = []
+    for site, m in sorted(final.get("sites", {}).items()):
+        p = privacy.get("sites", {}).get(site, {})
+        eps = p.get("epsilon") or {}
+        last_eps = eps[max(eps, key=int)] if eps else None
+        ci = m.get("intervals") if isinstance(m.get("intervals"), dict) else {}
+        if "evaluation_withheld" in m:
+            cells = [f'<td colspan="6">withheld by the hospital\'s policy</td>']
+        else:
+            cells = [f'<td class="num">{_fmt(m.get("num_test_examples"))}</td>'] + [
+                f'<td class="num">{_with_ci(m.get(k), ci.get(k))}</td>'
+                for k in ("sensitivity", "specificity", "auc", "balanced_accuracy", "accuracy")
+            ]
+        rows.append(
+            f"<tr><th>{html.escape(site)}</th>{''.join(cells)}<td class='num'>{_fmt(last_eps)}</td>"
+            f"<td class='num'>{_fmt(p.get('budget'))}</td><td>{_fmt(p.get('status'))}</td></tr>"
+        )
+    return "".join(rows)
+
+
+def _model_card(cfg: dict, meta: dict, final: dict, privacy: dict, point: dict, mode_text: str, secagg_text: str) -> str:
+    data_cfg = cfg["data"]
+    classes = meta.get("class_names") or []
+    sites = final.get("sites", {})
+    n_train = sum(int(m.get("num_train_examples") or 0) for m in sites.values())
+    eps = [max((e.get("epsilon") or {"0": None}).items(), key=lambda kv: int(kv[0]))[1]
+           for e in privacy.get("sites", {}).values() if e.get("epsilon")]
+    eps_text = f"at most {max(eps):.2f} per hospital (budget {cfg['privacy']['epsilon']}, delta {cfg['privacy']['delta']})" if eps else "no per-hospital epsilon recorded"
+    source = final.get("global_source")
+    withheld = [s for s, m in sites.items() if "evaluation_withheld" in m]
+    limitations = [
+        f"Trained on {data_cfg.get('dataset') or 'a hospital export'} "
+        f"({len(sites)} {'natural hospitals' if data_cfg.get('partition') == 'natural' else 'simulated hospitals, partition ' + html.escape(str(data_cfg.get('partition')))}): "
+        "performance on other scanners, populations or case mixes is unknown.",
+        "The threshold was chosen on validation data of the same sources; a new site should check sensitivity and "
+        "specificity on its own patients before use, and re-choose the threshold if its prevalence differs.",
+        "Intervals are 95% stratified bootstrap intervals over test patients: they do not cover variation between "
+        "hospitals, over time, or from a different training run (seed).",
+        "Differential privacy adds noise to training; the model is less accurate than one trained without it."
+        if "differential" in mode_text.lower() and "no " not in mode_text.lower()[:3] else
+        "This run did not use differential privacy at the sample level.",
+    ]
+    not_validated = [
+        "No prospective or external validation; no comparison with clinicians; no subgroup analysis "
+        "(age, sex, ethnicity are not in the data).",
+        "No assessment of clinical utility (decision curves) or of harm from false negatives versus false positives.",
+    ]
+    if source != "central":
+        not_validated.append("No central test split: the headline numbers are example-weighted means of the hospitals' own tests.")
+    if withheld:
+        not_validated.append(f"Hospitals that withheld their evaluation ({', '.join(map(html.escape, withheld))}) are not in any number above.")
+    li = lambda items: "".join(f"<li>{x}</li>" for x in items)  # noqa: E731
+    return f"""<div class="cards">
+<div class="card"><h3>Intended use</h3><p>Research and evaluation of federated, privacy-preserving training: a decision aid
+that flags {html.escape(classes[-1]) if classes else 'the positive class'} for review by a clinician, never a diagnosis on its own.
+Not a certified medical device.</p></div>
+<div class="card"><h3>Data and sites</h3><ul>{li([
+    f"{len(sites)} hospitals, {n_train} training examples in total (each kept {100 * float(data_cfg.get('validation_fraction', 0.1)):.0f}% of its training rows as validation, never trained on).",
+    f"Classes: {', '.join(map(html.escape, classes))}.",
+    f"Model: {html.escape(str(meta.get('model')))} ({meta.get('num_parameters')} parameters), {cfg['federation']['num_rounds']} rounds, strategy {html.escape(cfg['federation']['strategy'])}.",
+])}</ul></div>
+<div class="card"><h3>Privacy spent</h3><ul>{li([html.escape(mode_text), f"Epsilon spent: {eps_text}.", html.escape(secagg_text)])}</ul></div>
+<div class="card"><h3>Limitations</h3><ul>{li(limitations)}</ul></div>
+<div class="card"><h3>What was not validated</h3><ul>{li(not_validated)}</ul></div>
+</div>"""
+
+
 def write_report(out_dir: Path, metrics: dict, privacy: dict, plots: dict[str, Path], meta: dict) -> Path:
     cfg = metrics["config"]
     final = metrics["final"]
     g = final.get("global", {})
+    details = final.get("global_details") or {}
+    point = final.get("operating_point") or meta.get("operating_point") or {}
+    classes = list(meta.get("class_names") or ["class 0", "class 1"])
     mode = recorded_mode(privacy.get("privacy_mode"))
     mode_text = mode.label if mode is not None else str(privacy.get("privacy_mode"))
     no_dp = mode is not None and not mode.private
@@ -148,74 +245,60 @@ def write_report(out_dir: Path, metrics: dict, privacy: dict, plots: dict[str, P
         if secagg.get("protocol")
         else "OFF (explicitly requested): the server could see each hospital's update."
     )
-    site_rows = []
-    for site, m in sorted(final.get("sites", {}).items()):
-        p = privacy.get("sites", {}).get(site, {})
-        eps = p.get("epsilon") or {}
-        last_eps = eps[max(eps, key=int)] if eps else None
-        site_rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{_fmt(x)}</td>"
-                for x in (
-                    site,
-                    m.get("num_test_examples"),
-                    m.get("accuracy"),
-                    m.get("balanced_accuracy"),
-                    m.get("auc"),
-                    m.get("sensitivity"),
-                    m.get("specificity"),
-                    last_eps,
-                    p.get("budget"),
-                    p.get("status"),
-                )
-            )
-            + "</tr>"
-        )
+    central = final.get("global_source") == "central"
+    where = "test patients the operator held out" if central else "test patients of the hospitals (weighted mean)"
+    headline = _headline(g, details.get("intervals") or {}, classes, g.get("n") or g.get("num_examples"), where, point)
     round_rows = "".join(
-        f"<tr><td>{r['round']}</td><td>{_fmt(r['global'].get('auc'))}</td><td>{_fmt(r['global'].get('accuracy'))}</td>"
-        f"<td>{_fmt(r['global'].get('loss'))}</td><td>{_fmt(r.get('duration_s'))}</td>"
-        f"<td>{html.escape('; '.join(r.get('events', [])))}</td></tr>"
+        f"<tr><td class='num'>{r['round']}</td><td class='num'>{_fmt(r['global'].get('auc'))}</td>"
+        f"<td class='num'>{_fmt(r['global'].get('balanced_accuracy'))}</td><td class='num'>{_fmt(r['global'].get('loss'))}</td>"
+        f"<td class='num'>{_fmt((r.get('operating_point') or {}).get('threshold'))}</td>"
+        f"<td class='num'>{_fmt(r.get('duration_s'))}</td><td>{html.escape('; '.join(r.get('events', [])))}</td></tr>"
         for r in metrics["rounds"]
     )
     data_cfg = cfg["data"]
+    meta_view = {**meta, "class_names": classes}
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>medfed run report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
-th {{ background: #f0f0f0; }} .warn {{ color: #a00; font-weight: bold; }} img {{ max-width: 100%; }}
-.big {{ font-size: 1.4em; }}
-</style></head><body>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>medfed run report</title>
+<style>{CSS}</style></head><body>
 <h1>Federated training report</h1>
-<p class="big">Global model after round {final.get('round')}: test AUC <b>{_fmt(g.get('auc'))}</b>,
-accuracy <b>{_fmt(g.get('accuracy'))}</b>, sensitivity {_fmt(g.get('sensitivity'))},
-specificity {_fmt(g.get('specificity'))}.</p>
-<h2>What was run</h2>
-<table>
-<tr><th>Data</th><td>{html.escape(str(data_cfg.get('dataset') or data_cfg.get('data_path')))} —
-{len(final.get('sites', {}))} hospitals, partition {html.escape(str(data_cfg.get('partition')))}</td></tr>
-<tr><th>Model</th><td>{html.escape(str(meta.get('model')))} ({meta.get('num_parameters')} parameters)</td></tr>
-<tr><th>Rounds</th><td>{cfg['federation']['num_rounds']} rounds of {cfg['training']['local_epochs']} local epochs,
-strategy {html.escape(cfg['federation']['strategy'])}</td></tr>
+<p>Global model after round {final.get('round')} of {cfg['federation']['num_rounds']},
+{html.escape(str(data_cfg.get('dataset') or data_cfg.get('data_path')))}, {len(final.get('sites', {}))} hospitals.</p>
+<p class="headline">{headline}</p>
+<div class="scroll"><table>
 <tr><th>Privacy</th><td class="{'warn' if no_dp else ''}">{html.escape(mode_text)}
 {f"; budget epsilon {cfg['privacy']['epsilon']}, delta {cfg['privacy']['delta']} per hospital" if sample_level else ''}</td></tr>
 <tr><th>Secure aggregation</th><td class="{'' if secagg.get('protocol') else 'warn'}">{html.escape(secagg_text)}</td></tr>
-</table>
-<h2>Per hospital (final round)</h2>
-<p>Each hospital's own test patients; "n/a" means the metric is undefined there (for example AUC when a
-hospital's test patients all have the same diagnosis).</p>
-<table><tr><th>Hospital</th><th>Test patients</th><th>Accuracy</th><th>Balanced acc.</th><th>AUC</th>
-<th>Sensitivity</th><th>Specificity</th><th>Epsilon spent</th><th>Budget</th><th>Status</th></tr>
-{''.join(site_rows)}</table>
+<tr><th>Test results</th><td>sensitivity {_with_ci(g.get('sensitivity'), (details.get('intervals') or {}).get('sensitivity'))},
+specificity {_with_ci(g.get('specificity'), (details.get('intervals') or {}).get('specificity'))},
+balanced accuracy {_with_ci(g.get('balanced_accuracy'), (details.get('intervals') or {}).get('balanced_accuracy'))},
+accuracy {_with_ci(g.get('accuracy'), (details.get('intervals') or {}).get('accuracy'))},
+AUC {_with_ci(g.get('auc'), (details.get('intervals') or {}).get('auc'))} (95% bootstrap intervals; AUC does not depend on the threshold)</td></tr>
+</table></div>
+<h2>Operating point</h2>
+{_operating_point(point, meta_view)}
+<h2>Confusion matrix at the operating point</h2>
+{_confusion(details.get('confusion_matrix'), classes)}
+<div class="cards">
+{'<div class="card"><h3>ROC curve, operating point marked</h3>' + _img(plots['roc']) + '</div>' if 'roc' in plots else ''}
+{'<div class="card"><h3>Calibration</h3>' + _img(plots['calibration']) + _calibration_table(details.get('calibration')) + '</div>' if 'calibration' in plots else ''}
+</div>
+<h2>Each hospital (final round, its own test patients)</h2>
+<p>Every value at the operating point above, with its 95% bootstrap interval; "n/a" means undefined there
+(for example AUC when a hospital's test patients all have the same diagnosis).</p>
+<div class="scroll"><table><tr><th>Hospital</th><th>Test patients</th><th>Sensitivity</th><th>Specificity</th><th>AUC</th>
+<th>Balanced acc.</th><th>Accuracy</th><th>Epsilon spent</th><th>Budget</th><th>Status</th></tr>
+{_site_rows(final, privacy)}</table></div>
+<h2>Model card</h2>
+{_model_card(cfg, meta_view, final, privacy, point, mode_text, secagg_text)}
 <h2>Learning curves</h2>{_img(plots['learning_curves'])}
-{'<h2>ROC curve of the final global model</h2>' + _img(plots['roc']) if 'roc' in plots else ''}
 <h2>Privacy spent</h2>{_img(plots['epsilon'])}
 <h2>Round by round</h2>
-<table><tr><th>Round</th><th>Global AUC</th><th>Global accuracy</th><th>Loss</th><th>Seconds</th><th>Events</th></tr>
-{round_rows}</table>
+<div class="scroll"><table><tr><th>Round</th><th>AUC</th><th>Balanced acc.</th><th>Loss</th><th>Threshold</th><th>Seconds</th><th>Events</th></tr>
+{round_rows}</table></div>
 <h2>Reproducibility</h2>
-<pre>{html.escape(_meta_text(meta))}</pre>
+<div class="scroll"><pre>{html.escape(_meta_text(meta))}</pre></div>
 </body></html>
 """
     path = out_dir / "report.html"
@@ -224,4 +307,4 @@ hospital's test patients all have the same diagnosis).</p>
 
 
 def _meta_text(meta: dict) -> str:
-    return "\n".join(f"{k}: {v}" for k, v in meta.items() if k not in ("config",))
+    return "\n".join(f"{k}: {v}" for k, v in meta.items() if k not in ("config", "operating_point"))
