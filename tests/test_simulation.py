@@ -24,6 +24,7 @@ EXPECTED_FILES = [
     "global_model.json",
     "learning_curves.png",
     "roc_curve.png",
+    "calibration.png",
     "epsilon_per_site.png",
     "report.html",
 ]
@@ -57,8 +58,12 @@ def _check_outputs(out: Path, cfg: RunConfig) -> dict:
     assert meta["dataset_checksums"] and meta["library_versions"]["flwr"] == "1.41.0"
     state = torch.load(out / "global_model.pt")
     assert sum(v.numel() for v in state.values()) == meta["num_parameters"]
+    point = metrics["final"]["operating_point"]
+    assert meta["threshold"] == point["threshold"] and meta["temperature"] == point["temperature"] > 0
+    assert meta["threshold_rule"] == cfg.evaluation.threshold_rule
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "SecAgg+" in html
+    assert "At the chosen threshold" in html and "Model card" in html
     return metrics
 
 
@@ -79,6 +84,15 @@ def test_private_secure_federation_learns_and_writes_every_output(tmp_path: Path
     baseline = metrics["rounds"][0]["global"]["auc"]
     final = metrics["final"]["global"]["auc"]
     assert final >= 0.65 and final >= baseline + 0.15, f"AUC did not improve enough: {baseline:.3f} -> {final:.3f}"
+    # At the operating point chosen on the official validation split (not at 0.5), the model
+    # must be usable for both classes: balanced accuracy, not just ranking.
+    point = metrics["final"]["operating_point"]
+    assert point["source"] == "central validation" and point["validation_n"] == 524
+    g = metrics["final"]["global"]
+    assert g["balanced_accuracy"] >= 0.70, f"balanced accuracy {g['balanced_accuracy']:.3f} at threshold {point['threshold']:.2f}"
+    low, high = metrics["final"]["global_details"]["intervals"]["balanced_accuracy"]
+    assert low <= g["balanced_accuracy"] <= high
+    assert sum(map(sum, metrics["final"]["global_details"]["confusion_matrix"])) == g["n"] == 624
 
 
 def test_heart_disease_natural_hospitals_via_the_command(tmp_path: Path, data_dir: Path) -> None:
