@@ -123,6 +123,13 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool) -
         "seed": seed,
         "auc": final["global"].get("auc"),
         "accuracy": final["global"].get("accuracy"),
+        # at the operating point chosen on validation data (docs/EVALUATION.md)
+        "balanced_accuracy": final["global"].get("balanced_accuracy"),
+        "sensitivity": final["global"].get("sensitivity"),
+        "specificity": final["global"].get("specificity"),
+        "threshold": (final.get("operating_point") or {}).get("threshold"),
+        "temperature": (final.get("operating_point") or {}).get("temperature"),
+        "intervals": (final.get("global_details") or {}).get("intervals"),
         "mean_site_accuracy": statistics.fmean(values) if values else None,
         "site_accuracy": site_acc,
         "best_round_auc": max((r["global"].get("auc") or 0.0) for r in result.metrics["rounds"]),
@@ -141,7 +148,7 @@ def summarise(runs: list[dict], cells: list[Cell]) -> list[dict]:
         if not mine:
             continue
         entry: dict[str, Any] = {"cell": cell.name, "family": cell.family, "seeds": sorted(r["seed"] for r in mine)}
-        for metric in ("auc", "accuracy", "mean_site_accuracy"):
+        for metric in ("auc", "accuracy", "balanced_accuracy", "mean_site_accuracy"):
             vals = [r[metric] for r in mine if r.get(metric) is not None]
             if vals:
                 entry[metric] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
@@ -163,8 +170,9 @@ def print_summary(summary: list[dict]) -> None:
         def ms(metric: str) -> str:
             return f"{e[metric]['mean']:.3f} +- {e[metric]['std']:.3f}" if metric in e else "-"
         verdict = "; ".join(f"{c['target']}: {'met' if c['met'] else 'MISSED'} ({c['by']:+.3f})" for c in e["targets"])
-        rows.append([e["cell"], len(e["seeds"]), ms("auc"), ms("accuracy"), ms("mean_site_accuracy"), verdict or "-"])
-    print(_bench.table(rows, ["cell", "seeds", "AUC", "accuracy", "mean site accuracy", "target"]))
+        rows.append([e["cell"], len(e["seeds"]), ms("auc"), ms("accuracy"), ms("balanced_accuracy"),
+                     ms("mean_site_accuracy"), verdict or "-"])
+    print(_bench.table(rows, ["cell", "seeds", "AUC", "accuracy", "balanced acc.", "mean site accuracy", "target"]))
 
 
 def main(argv: list[str] | None = None) -> int:
