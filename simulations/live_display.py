@@ -98,6 +98,13 @@ def print_summary(result: Any) -> None:
         f"global test AUC [bold]{_f(g.get('auc'))}[/bold], accuracy {_f(g.get('accuracy'))}, "
         f"balanced accuracy {_f(g.get('balanced_accuracy'))}"
     )
+    point = final.get("operating_point") or {}
+    if point.get("threshold") is not None:
+        out.print(
+            f"operating point: threshold {point['threshold']:.3f} ({point.get('rule')}, chosen on {point.get('source')}), "
+            f"sensitivity {_f(g.get('sensitivity'))}, specificity {_f(g.get('specificity'))}, "
+            f"temperature {point.get('temperature', 1.0):.2f}"
+        )
     name = result.privacy.get("privacy_mode")
     mode = recorded_mode(name)
     secure = bool(result.privacy.get("secure_aggregation", {}).get("protocol"))
