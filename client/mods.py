@@ -40,6 +40,7 @@ from client.privacy.policy import SitePolicy
 from client.site_identity import SiteIdentity, site_identity
 from common.config import RunConfig
 from common.errors import SitePolicyRefusal
+from common.operating_point import EVAL_PHASE_KEY, VALIDATION_PHASE
 from common.privacy import privacy_mode
 from common.runs import run_name
 from common.updates import UPDATE_BOUND_KEY, encode_update
@@ -132,13 +133,16 @@ class _Request:
     run: str
     round: int | None
     kind: str  # "train", "evaluate", "query"
-    stage: str  # SecAgg+ stage, "" for a plain request
+    stage: str  # SecAgg+ stage, "validation" for the validation counts, "" for a plain request
 
     @classmethod
     def of(cls, msg: Message, run: str) -> "_Request":
         group = msg.metadata.group_id
         configs = msg.content.config_records.get(RECORD_KEY_CONFIGS) if _is_train(msg) else None
         stage = str(configs.get(Key.STAGE, "")) if configs is not None else ""
+        if msg.metadata.message_type == MessageType.EVALUATE:  # the federated operating point's counts
+            ins = msg.content.config_records.get("evaluateins.config")
+            stage = VALIDATION_PHASE if ins is not None and ins.get(EVAL_PHASE_KEY) == VALIDATION_PHASE else ""
         return cls(run, int(group) if group.isdigit() else None, str(msg.metadata.message_type), stage)
 
     @property

@@ -47,9 +47,10 @@ def test_a_private_simulation_releases_no_training_loss_and_audits_every_request
     assert all(m["num_train_examples"] > 0 and "train_loss" not in m for m in round1["sites"].values())
     log = AuditLog(result.out_dir / "sites" / "hungary" / "audit.jsonl")
     records = log.records()
-    # SecAgg+: setup, share keys, masked vector (the training), unmask; then the evaluation
+    # SecAgg+: setup, share keys, masked vector (the training), unmask; then the validation
+    # counts for the operating point (heart disease has no operator validation split), then the evaluation
     assert [r["message_type"] for r in records] == ["train:setup", "train:share_keys", "train:collect_masked_vectors",
-                                                    "train:unmask", "evaluate"]
+                                                    "train:unmask", "evaluate:validation", "evaluate"]
     trained = records[2]
     assert trained["decision"] == "trained" and trained["epsilon_run_before"] == 0.0
     assert 0 < trained["epsilon_run_after"] <= cfg.privacy.epsilon and trained["epsilon_total_after"] > 0
