@@ -3,6 +3,7 @@ without charging its privacy ledger and without releasing anything derived from 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ from client.flower_client import MedfedClient
 from client.privacy.ledger import PrivacyLedger
 from client.site import site_run
 from common.config import RunConfig
+from common.calibration import TEMPERATURE_GRID
 from common.errors import ModelMismatchError
+from common.operating_point import EVAL_PHASE_KEY, THRESHOLD_GRID, THRESHOLD_KEY, VAL_COUNTS_KEY, VAL_NLL_KEY, VALIDATION_PHASE
 
 
 def _client(tmp_path: Path, **overrides) -> MedfedClient:
@@ -71,4 +74,24 @@ def test_evaluation_returns_only_aggregate_metrics(tmp_path: Path, data_dir: Pat
     loss, n, metrics = client.evaluate(client.get_parameters({}), {})
     assert n == len(client.site.test) and np.isfinite(loss)
     assert metrics["site"] == client.settings.name
-    assert all(isinstance(v, (int, float)) for k, v in metrics.items() if k != "site")
+    # numbers, plus two JSON aggregates: the 95 % intervals (metric -> [low, high]) and the 2x2 confusion matrix
+    assert all(isinstance(v, (int, float)) for k, v in metrics.items() if k not in ("site", "intervals", "confusion"))
+    intervals, confusion = json.loads(metrics["intervals"]), json.loads(metrics["confusion"])
+    assert all(v is None or len(v) == 2 for v in intervals.values())
+    assert np.array(confusion).shape == (2, 2) and np.array(confusion).sum() == n
+
+
+def test_validation_phase_releases_grid_counts_of_the_validation_split_only(tmp_path: Path, data_dir: Path) -> None:
+    client = _client(tmp_path)
+    weights = client.get_parameters({})
+    phase = {EVAL_PHASE_KEY: VALIDATION_PHASE}
+    loss, n, metrics = client.evaluate(weights, phase)
+    assert n == len(client.site.val) > 0 and np.isfinite(loss)
+    counts = np.array(json.loads(metrics[VAL_COUNTS_KEY]))
+    assert counts.shape == (len(THRESHOLD_GRID), 4) and (counts.sum(axis=1) == n).all()
+    assert len(json.loads(metrics[VAL_NLL_KEY])) == len(TEMPERATURE_GRID)
+    client.site.test.y = 1 - client.site.test.y  # poisoned test labels change nothing the server chooses on
+    assert client.evaluate(weights, phase) == (loss, n, metrics)
+    # the test phase scores at the threshold the server sends
+    low, high = client.evaluate(weights, {THRESHOLD_KEY: 1e-6})[2], client.evaluate(weights, {THRESHOLD_KEY: 1 - 1e-6})[2]
+    assert low["sensitivity"] == 1.0 and high["sensitivity"] == 0.0
