@@ -82,14 +82,16 @@ def _with_ci(v: Any, ci: list | None) -> str:
 def _headline(g: dict, ci: dict, classes: list[str], n: Any, where: str, point: dict) -> str:
     if len(classes) == 2 and g.get("sensitivity") is not None and g.get("specificity") is not None:
         neg, pos = (html.escape(c) for c in classes)
+        negatives = f"cases without {neg[3:]}" if neg.lower().startswith("no ") else f"{neg} cases"
         thr = point.get("threshold")
         thr_text = f" (threshold {thr:.2f})" if isinstance(thr, float) else ""
         auc = g.get("auc")
-        auc_text = f" Its ranking of {pos} over {neg} cases has an AUC of {auc:.2f} {_ci(ci.get('auc'))}." if auc is not None else ""
+        auc_ci = f" {_ci(ci.get('auc'))}" if ci.get("auc") else ""
+        auc_text = f" Its ranking of {pos} cases above {negatives} has an AUC of {auc:.2f}{auc_ci}." if auc is not None else ""
         return (
             f"At the chosen threshold{thr_text} the model finds <b>{_pct(g['sensitivity'])}</b> "
             f"{_ci_pct(ci.get('sensitivity'))} of {pos} cases and clears <b>{_pct(g['specificity'])}</b> "
-            f"{_ci_pct(ci.get('specificity'))} of {neg} cases, on {_fmt(n)} {where}.{auc_text}"
+            f"{_ci_pct(ci.get('specificity'))} of {negatives}, on {_fmt(n)} {where}.{auc_text}"
         )
     acc, bal = g.get("accuracy"), g.get("balanced_accuracy")
     return (
@@ -117,8 +119,9 @@ def _operating_point(point: dict, cfg: dict) -> str:
     where = {
         "central validation": "the operator's own validation split, held apart from training and from the test split",
         "default": f"no validation data: {point.get('note')}",
-    }.get(source, f"the hospitals' validation splits ({source}): each hospital counted its validation patients "
-                  "on a fixed grid of thresholds and the server chose on the sum")
+    }.get(source, f"the hospitals' validation splits ({source.removeprefix('site validation').strip(' ()') or 'all'}): "
+                  "each hospital counted its validation patients on a fixed grid of thresholds and the server "
+                  "chose on the sum")
     rows = [
         ("Decision threshold", f"{point['threshold']:.3f} on the calibrated probability of "
                                f"{html.escape(str((cfg.get('class_names') or ['', 'class 1'])[-1]))}"
@@ -135,9 +138,21 @@ def _operating_point(point: dict, cfg: dict) -> str:
     return f'<div class="scroll"><table>{body}</table></div><p>Test data never influenced the threshold or the temperature.</p>'
 
 
-def _confusion(cm: list | None, classes: list[str]) -> str:
+def _summed_site_confusion(final: dict) -> list | None:
+    """The hospitals' released confusion matrices, summed (the federated path's pooled matrix)."""
+    mats = [m["confusion"] for m in final.get("sites", {}).values() if isinstance(m.get("confusion"), list)]
+    if not mats:
+        return None
+    k = len(mats[0])
+    return [[sum(mat[i][j] for mat in mats) for j in range(k)] for i in range(k)]
+
+
+def _confusion(cm: list | None, classes: list[str], summed: list | None = None) -> str:
+    note = ""
+    if not cm and summed:
+        cm, note = summed, "<p>No central test split: the hospitals' own test confusion matrices, summed.</p>"
     if not cm:
-        return "<p>No central test split: each hospital's confusion counts stay at the hospital.</p>"
+        return "<p>No central test split, and no hospital released its confusion matrix.</p>"
     head = "".join(f"<th>predicted {html.escape(c)}</th>" for c in classes)
     rows = "".join(
         f"<tr><th>actually {html.escape(classes[i])}</th>"
@@ -145,7 +160,7 @@ def _confusion(cm: list | None, classes: list[str]) -> str:
         + "</tr>"
         for i, row in enumerate(cm)
     )
-    return f'<div class="scroll"><table class="cm"><tr><th></th>{head}</tr>{rows}</table></div>'
+    return f'{note}<div class="scroll"><table class="cm"><tr><th></th>{head}</tr>{rows}</table></div>'
 
 
 def _calibration_table(cal: dict | None) -> str:
@@ -157,6 +172,10 @@ def _calibration_table(cal: dict | None) -> str:
     )
     return (f'<div class="scroll"><table><tr><th>On the test split (lower is better)</th><th>before</th>'
             f'<th>after temperature scaling</th></tr>{rows}</table></div>')
+
+
+def _eps(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v):.2f}"
 
 
 def _site_rows(final: dict, privacy: dict) -> str:
@@ -174,8 +193,8 @@ def _site_rows(final: dict, privacy: dict) -> str:
                 for k in ("sensitivity", "specificity", "auc", "balanced_accuracy", "accuracy")
             ]
         rows.append(
-            f"<tr><th>{html.escape(site)}</th>{''.join(cells)}<td class='num'>{_fmt(last_eps)}</td>"
-            f"<td class='num'>{_fmt(p.get('budget'))}</td><td>{_fmt(p.get('status'))}</td></tr>"
+            f"<tr><th>{html.escape(site)}</th>{''.join(cells)}"
+            f"<td class='num'>{_eps(last_eps)} / {_eps(p.get('budget'))}</td><td>{_fmt(p.get('status'))}</td></tr>"
         )
     return "".join(rows)
 
@@ -247,7 +266,10 @@ def write_report(out_dir: Path, metrics: dict, privacy: dict, plots: dict[str, P
     )
     central = final.get("global_source") == "central"
     where = "test patients the operator held out" if central else "test patients of the hospitals (weighted mean)"
-    headline = _headline(g, details.get("intervals") or {}, classes, g.get("n") or g.get("num_examples"), where, point)
+    n_test = g.get("n") if central else sum(int(m.get("num_test_examples") or 0) for m in final.get("sites", {}).values())
+    headline = _headline(g, details.get("intervals") or {}, classes, n_test, where, point)
+    ci_note = ("95% bootstrap intervals; AUC does not depend on the threshold" if details.get("intervals") else
+               "no pooled intervals without a central test split: each hospital's are below; AUC does not depend on the threshold")
     round_rows = "".join(
         f"<tr><td class='num'>{r['round']}</td><td class='num'>{_fmt(r['global'].get('auc'))}</td>"
         f"<td class='num'>{_fmt(r['global'].get('balanced_accuracy'))}</td><td class='num'>{_fmt(r['global'].get('loss'))}</td>"
@@ -274,12 +296,12 @@ def write_report(out_dir: Path, metrics: dict, privacy: dict, plots: dict[str, P
 specificity {_with_ci(g.get('specificity'), (details.get('intervals') or {}).get('specificity'))},
 balanced accuracy {_with_ci(g.get('balanced_accuracy'), (details.get('intervals') or {}).get('balanced_accuracy'))},
 accuracy {_with_ci(g.get('accuracy'), (details.get('intervals') or {}).get('accuracy'))},
-AUC {_with_ci(g.get('auc'), (details.get('intervals') or {}).get('auc'))} (95% bootstrap intervals; AUC does not depend on the threshold)</td></tr>
+AUC {_with_ci(g.get('auc'), (details.get('intervals') or {}).get('auc'))} ({ci_note})</td></tr>
 </table></div>
 <h2>Operating point</h2>
 {_operating_point(point, meta_view)}
 <h2>Confusion matrix at the operating point</h2>
-{_confusion(details.get('confusion_matrix'), classes)}
+{_confusion(details.get('confusion_matrix'), classes, _summed_site_confusion(final))}
 <div class="cards">
 {'<div class="card"><h3>ROC curve, operating point marked</h3>' + _img(plots['roc']) + '</div>' if 'roc' in plots else ''}
 {'<div class="card"><h3>Calibration</h3>' + _img(plots['calibration']) + _calibration_table(details.get('calibration')) + '</div>' if 'calibration' in plots else ''}
@@ -288,7 +310,7 @@ AUC {_with_ci(g.get('auc'), (details.get('intervals') or {}).get('auc'))} (95% b
 <p>Every value at the operating point above, with its 95% bootstrap interval; "n/a" means undefined there
 (for example AUC when a hospital's test patients all have the same diagnosis).</p>
 <div class="scroll"><table><tr><th>Hospital</th><th>Test patients</th><th>Sensitivity</th><th>Specificity</th><th>AUC</th>
-<th>Balanced acc.</th><th>Accuracy</th><th>Epsilon spent</th><th>Budget</th><th>Status</th></tr>
+<th>Balanced acc.</th><th>Accuracy</th><th>Epsilon spent / budget</th><th>Status</th></tr>
 {_site_rows(final, privacy)}</table></div>
 <h2>Model card</h2>
 {_model_card(cfg, meta_view, final, privacy, point, mode_text, secagg_text)}
