@@ -63,3 +63,25 @@ def test_report_headline_in_words_with_intervals_and_model_card(tmp_path: Path) 
     for section in ("Intended use", "Data and sites", "Privacy spent", "Limitations", "What was not validated"):
         assert section in html
     assert 'name="viewport"' in html and "@media (max-width: 600px)" in html
+
+
+def test_report_without_a_central_test_split_uses_the_hospitals_numbers(tmp_path: Path) -> None:
+    cfg = RunConfig.from_flower({**RunConfig().to_flower(), "num-rounds": 1, "dataset": "heart-disease",
+                                 "partition": "natural"})
+    rec = RunRecorder(tmp_path, config=cfg.to_dict(), privacy_mode="sample-dp", site_names=["a", "b"],
+                      secure_aggregation={"enabled": False})
+    rec.start_round(1)
+    rec.on_operating_point(1, {**POINT, "source": "site validation (2 sites)", "validation_n": 41})
+    site = {"accuracy": 0.8, "balanced_accuracy": 0.8, "auc": 0.85, "sensitivity": 0.8, "specificity": 0.8,
+            "intervals": json.dumps(CI)}
+    rec.on_evaluate_results(1, [(50, 0.4, {**site, "site": "a", "confusion": json.dumps([[20, 5], [5, 20]])}),
+                                (30, 0.4, {**site, "site": "b", "confusion": json.dumps([[12, 3], [3, 12]])})], [])
+    rec.end_round(1, weights=None, optimizer_state=None)
+    metrics, privacy = rec.metrics_document(), rec.privacy_document()
+    assert metrics["final"]["global_source"] == "federated"
+    plots = write_plots(tmp_path, metrics, privacy, None)
+    meta = {"model": "mlp", "num_parameters": 10, "class_names": ["no disease", "disease"]}
+    html = write_report(tmp_path, metrics, privacy, plots, meta).read_text()
+    assert "of cases without disease, on 80 test patients of the hospitals" in html
+    assert '<td class="ok">32</td>' in html and '<td class="bad">8</td>' in html  # summed matrices
+    assert "the hospitals&#x27; validation splits (2 sites)" in html
