@@ -43,9 +43,12 @@ td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-n
 img { max-width: 100%; height: auto; }
 .cm td { text-align: center; min-width: 6em; } .cm .ok { background: #e6f4ea; } .cm .bad { background: #fdecea; }
 ul { padding-left: 1.3em; }
+table.sites .ci { display: block; }
+.hint { display: none; color: #555; font-size: .85em; }
 @media (max-width: 600px) {
   body { padding: .6em; font-size: 15px; } h1 { font-size: 1.3em; } .headline { font-size: 1.05em; }
   td, th { padding: 3px 5px; } .cards { grid-template-columns: 1fr; } td.num .ci { display: block; }
+  .hint { display: block; }
 }
 """
 
@@ -309,7 +312,8 @@ AUC {_with_ci(g.get('auc'), (details.get('intervals') or {}).get('auc'))} ({ci_n
 <h2>Each hospital (final round, its own test patients)</h2>
 <p>Every value at the operating point above, with its 95% bootstrap interval; "n/a" means undefined there
 (for example AUC when a hospital's test patients all have the same diagnosis).</p>
-<div class="scroll"><table><tr><th>Hospital</th><th>Test patients</th><th>Sensitivity</th><th>Specificity</th><th>AUC</th>
+<p class="hint">Swipe the table sideways for every column.</p>
+<div class="scroll"><table class="sites"><tr><th>Hospital</th><th>Test patients</th><th>Sensitivity</th><th>Specificity</th><th>AUC</th>
 <th>Balanced acc.</th><th>Accuracy</th><th>Epsilon spent / budget</th><th>Status</th></tr>
 {_site_rows(final, privacy)}</table></div>
 <h2>Model card</h2>
