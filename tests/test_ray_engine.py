@@ -1,0 +1,100 @@
+"""The Ray engine under `medfed simulate`: loopback only, a quiet console, clear errors.
+
+The socket check is taken from inside the run (a recorder listener, called in the driver while
+Ray and the hospitals' workers are up), so it waits on the run's own events, not on sleeps.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import pytest
+
+from common.errors import ConfigError
+from simulations.engine_log import ENGINE_LOG, engine_log
+from simulations.ray_engine import EngineSettings
+from simulations.simulate import build_config, run
+from tests.listening import tree_listeners
+
+
+def _tiny(out: Path, **extra: object):
+    return build_config({"dataset": "heart-disease", "partition": "iid", "num-sites": 3, "num-rounds": 1,
+                         "local-epochs": 1, "out-dir": str(out), **extra})
+
+
+@pytest.mark.slow
+def test_a_simulation_listens_on_loopback_only_and_keeps_engine_notices_off_the_console(
+    tmp_path: Path, data_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    seen: list = []
+
+    def probe(kind: str, payload: dict) -> None:
+        if kind == "fit_done":  # Ray, its agents and the hospitals' workers are all up now
+            seen.extend(tree_listeners())
+
+    result = run(_tiny(tmp_path / "run"), listeners=[probe])
+    names = {s.name for s in seen}
+    assert any("gcs_server" in n for n in names) and any("raylet" in n for n in names), names
+    assert any(n.startswith("ray::") for n in names), f"no Ray worker socket seen: {names}"
+    exposed = [s for s in seen if not s.loopback]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    assert result.metrics["final"]["round"] == 1
+    console = capfd.readouterr()
+    text = console.out + console.err
+    assert "deprecated" not in text and "FutureWarning" not in text, text[-3000:]
+    log = (tmp_path / "run" / ENGINE_LOG).read_text()
+    assert "deprecated" in log, "Flower's notice belongs in engine.log"
+    assert "192.0.2" not in log and "0.0.0.0" not in log
+
+
+def test_engine_notices_reach_the_console_only_with_verbose_and_errors_always(tmp_path: Path) -> None:
+    flwr_log = logging.getLogger("flwr")
+    console = io.StringIO()
+    handler = logging.StreamHandler(console)  # stands for Flower's console handler
+    flwr_log.addHandler(handler)
+    try:
+        with engine_log(tmp_path / "quiet", verbose=False) as path:
+            flwr_log.warning("NOTICE-QUIET")
+            flwr_log.error("ERROR-QUIET")
+            warnings.warn("RAY-TIP", FutureWarning)
+        shown = console.getvalue()
+        assert "NOTICE-QUIET" not in shown and "ERROR-QUIET" in shown
+        logged = path.read_text()
+        assert "NOTICE-QUIET" in logged and "ERROR-QUIET" in logged and "RAY-TIP" in logged
+        with engine_log(tmp_path / "loud", verbose=True):
+            flwr_log.warning("NOTICE-LOUD")
+        assert "NOTICE-LOUD" in console.getvalue()
+        flwr_log.warning("AFTER")
+        assert "AFTER" in console.getvalue(), "the console handler is restored after the block"
+    finally:
+        flwr_log.removeHandler(handler)
+
+
+def test_too_few_cpus_for_one_hospital_is_refused_before_any_site_trains(tmp_path: Path, data_dir: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        run(_tiny(tmp_path / "run"), engine=EngineSettings(cpus_per_site=4096))
+    assert "--cpus-per-site" in err.value.message and "lower" in err.value.fix
+    assert not (tmp_path / "run" / "metrics.json").exists(), "no round may have started"
+
+
+def test_an_unreachable_ray_address_is_a_clear_error(tmp_path: Path, data_dir: Path) -> None:
+    from client.daemon.supervisor import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(ConfigError) as err:
+        run(_tiny(tmp_path / "run"), engine=EngineSettings(address=address))
+    assert address in err.value.message and "--ray-address" in err.value.message
+    assert "ray status" in err.value.fix
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_engine_settings_refuse_nonsense() -> None:
+    with pytest.raises(ConfigError, match="cpus-per-site"):
+        EngineSettings(cpus_per_site=0)
+    with pytest.raises(ConfigError, match="gpus-per-site"):
+        EngineSettings(gpus_per_site=-1)
+    with pytest.raises(ConfigError, match="ray-address"):
+        EngineSettings(address=" ")
