@@ -1,7 +1,7 @@
 """`medfed simulate --ray-address`: a federation on a running two-node Ray cluster.
 
 Both nodes run on 127.0.0.1 (ray.cluster_utils.Cluster: a head plus a second raylet, each a
-child process of this test with its own PID, stopped by `Cluster.shutdown`). One CPU per node
+child process of this test with its own PID, stopped by `Cluster.shutdown`; started once for the module's tests). One CPU per node
 and one CPU per hospital means one hospital worker per node; the check is made from inside the
 run (a recorder listener) while the hospitals' workers are up: a Flower `ClientAppActor` worker
 runs under each node's raylet.
@@ -18,7 +18,7 @@ from simulations.simulate import build_config, run
 from tests.listening import tree_cmdlines, tree_listeners
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_node_cluster():
     keep_ray_on_loopback()  # the test cluster too: Ray would otherwise use the LAN address
     from ray._private import ray_constants
