@@ -7,6 +7,7 @@ Ray and the hospitals' workers are up), so it waits on the run's own events, not
 from __future__ import annotations
 
 import io
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -26,7 +27,7 @@ def _tiny(out: Path, **extra: object):
 
 
 @pytest.mark.slow
-def test_a_simulation_listens_on_loopback_only_and_keeps_engine_notices_off_the_console(
+def test_a_simulation_listens_on_loopback_only_is_quiet_and_its_folder_logs_to_mlflow(
     tmp_path: Path, data_dir: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     seen: list = []
@@ -48,6 +49,32 @@ def test_a_simulation_listens_on_loopback_only_and_keeps_engine_notices_off_the_
     log = (tmp_path / "run" / ENGINE_LOG).read_text()
     assert "deprecated" in log, "Flower's notice belongs in engine.log"
     assert "192.0.2" not in log and "0.0.0.0" not in log
+    _log_the_real_folder_to_mlflow_and_rebuild_its_report(result.out_dir, tmp_path / "mlruns")
+
+
+def _log_the_real_folder_to_mlflow_and_rebuild_its_report(out: Path, store: Path) -> None:
+    """The same run folder (a second simulation would cost a minute): logged to a local MLflow
+    store and read back with MLflow's client; its report rebuilt by `medfed report`."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from server.run_folder import regenerate_report
+    from server.tracking import log_run_folder, tracking_target
+
+    target = tracking_target(True, str(store))
+    run_id = log_run_folder(out, target)
+    client = MlflowClient(tracking_uri=target.uri)
+    run = client.get_run(run_id)
+    assert run.info.run_name == out.name and run.data.params["num-sites"] == "3"
+    metrics = json.loads((out / "metrics.json").read_text())
+    auc = metrics["final"]["global"]["auc"]
+    assert [m.value for m in client.get_metric_history(run_id, "global/auc") if m.step == 1] == [pytest.approx(auc)]
+    privacy = json.loads((out / "privacy.json").read_text())
+    for site, entry in privacy["sites"].items():
+        assert [m.value for m in client.get_metric_history(run_id, f"epsilon/{site}")] == [pytest.approx(entry["epsilon"]["1"])]
+    assert {"report.html", "global_model.pt", "learning_curves.png"} <= {a.path for a in client.list_artifacts(run_id)}
+    (out / "report.html").unlink()
+    assert regenerate_report(out).exists()
 
 
 def test_engine_notices_reach_the_console_only_with_verbose_and_errors_always(tmp_path: Path) -> None:
