@@ -60,9 +60,12 @@ def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "metrics.json is missing" in result.output
 
 
-def test_differences_and_intervals() -> None:
-    runs = [read_run_folder(p) for p in ()]
-    assert config_differences(runs) == ({}, {})
+def test_differences_and_intervals(tmp_path: Path) -> None:
+    a = read_run_folder(_folder(tmp_path / "a", mode="sample-dp", eps=1.0, auc=0.8, lr=0.5))
+    b = read_run_folder(_folder(tmp_path / "b", mode="sample-dp", eps=1.0, auc=0.8, lr=0.05))
+    differ, same = config_differences([a, b])
+    assert differ == {"learning-rate": [0.5, 0.05]} and same["privacy-mode"] == "sample-dp"
+    assert "out-dir" not in same
     mean, low, high = mean_interval([0.7, 0.9], (0.0, 1.0))
     assert mean == pytest.approx(0.8) and low == 0.0 and high == 1.0  # 2 values: t(0.975, 1) = 12.7
     mean, low, high = mean_interval([1.0, 2.0, 3.0])
