@@ -74,3 +74,21 @@ def test_a_cluster_without_room_for_one_hospital_is_refused_before_training(two_
         run(cfg, engine=EngineSettings(address=cluster.address, cpus_per_site=2))
     assert cluster.address in err.value.message and "--cpus-per-site 2" in err.value.message
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_nodes_that_cannot_see_the_data_folder_are_named_before_training(
+    two_node_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    from common.errors import ConfigError
+    from simulations import ray_engine
+
+    cluster, _ = two_node_cluster
+    monkeypatch.setenv("MEDFED_DATA_DIR", str(tmp_path / "not-mounted"))  # what every worker gets
+    with pytest.raises(ConfigError) as err:
+        ray_engine.start(EngineSettings(address=cluster.address), 3)
+    assert err.value.message.count("has no data folder") == 2, err.value.message  # both nodes named
+    assert "same path on every node" in err.value.fix
+    assert not ray.is_initialized()
