@@ -125,3 +125,18 @@ def test_engine_settings_refuse_nonsense() -> None:
         EngineSettings(gpus_per_site=-1)
     with pytest.raises(ConfigError, match="ray-address"):
         EngineSettings(address=" ")
+
+
+def test_the_command_line_reports_a_wrong_ray_address_and_trains_nothing(tmp_path: Path, data_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from client.daemon.supervisor import free_port
+    from simulations.cli.main import app
+
+    address = f"127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(app, ["simulate", "--dataset", "heart-disease", "--rounds", "1", "--ray-address", address,
+                                      "--cpus-per-site", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0 and f"--ray-address {address}" in result.output, result.output
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    bad = CliRunner().invoke(app, ["simulate", "--dataset", "heart-disease", "--cpus-per-site", "0", "--out", str(tmp_path / "r2")])
+    assert bad.exit_code != 0 and "--cpus-per-site must be positive" in bad.output, bad.output
