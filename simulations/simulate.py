@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from common.config import RunConfig
 from common.datasets.builtin import BUILTIN_DATASETS
@@ -20,6 +20,7 @@ from common.datasets.selection import load_run_dataset
 from common.errors import ConfigError
 from server.records import Listener
 from server.strategies import check_strategy
+from simulations.ray_engine import EngineSettings
 
 
 @dataclasses.dataclass
@@ -57,17 +58,21 @@ def new_out_dir(root: Path = Path("runs")) -> Path:
 
 
 def backend_config(num_sites: int, *, verbose: bool = False) -> dict:
-    """Ray resources: one CPU per virtual hospital (so hospitals run in parallel on every core),
-    and a fraction of the GPU each when there is one."""
-    import torch
+    """Flower's backend config for code that calls `run_simulation` itself (tests, benchmarks):
+    one CPU per virtual hospital, a share of the GPU when there is one, and Ray on loopback only
+    (simulations/ray_engine.py says why). `run` below starts Ray itself instead."""
+    from simulations.ray_engine import LOOPBACK, EngineSettings, client_resources, keep_ray_on_loopback
 
-    cpus = os.cpu_count() or 1
-    resources: dict[str, float] = {"num_cpus": 1, "num_gpus": 0.0}
-    if torch.cuda.is_available():
-        resources["num_gpus"] = round(1.0 / min(num_sites, max(cpus, 1)), 3)
+    keep_ray_on_loopback()
     return {
-        "client_resources": resources,
-        "init_args": {"num_cpus": cpus, "include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": verbose},
+        "client_resources": client_resources(EngineSettings(), num_sites),
+        "init_args": {
+            "num_cpus": os.cpu_count() or 1,
+            "include_dashboard": False,
+            "logging_level": logging.ERROR,
+            "log_to_driver": verbose,
+            "_node_ip_address": LOOPBACK,
+        },
     }
 
 
@@ -86,15 +91,28 @@ def seed_driver(seed: int) -> None:
 
 
 def run(
-    cfg: RunConfig, *, data_dir: str | None = None, display: Listener | None = None, verbose: bool = False
+    cfg: RunConfig,
+    *,
+    data_dir: str | None = None,
+    display: Listener | None = None,
+    verbose: bool = False,
+    engine: EngineSettings | None = None,
+    listeners: Sequence[Listener] = (),
 ) -> SimulationResult:
-    """Run the federation described by `cfg` (its out_dir must be set) and return its records;
-    `display` gets the run's progress events (the ServerApp runs in this process)."""
+    """Run the federation described by `cfg` (its out_dir must be set) and return its records.
+
+    `display` and `listeners` get the run's progress events (the ServerApp runs in this
+    process); `engine` says where the virtual hospitals run (default: a private Ray on this
+    machine, loopback only). Flower's and Ray's notices go to engine.log in the run folder, and
+    to the console too with `verbose`."""
     from flwr.simulation import run_simulation
 
     from client.client_app import make_client_app
     from server.server_app import make_server_app
+    from simulations import ray_engine
+    from simulations.engine_log import engine_log
 
+    engine = engine or EngineSettings()
     if data_dir:
         os.environ["MEDFED_DATA_DIR"] = str(Path(data_dir).resolve())  # Ray workers inherit it
     if not cfg.out_dir:
@@ -105,28 +123,27 @@ def run(
     dataset = load_run_dataset(cfg.data)  # fail early, before Ray starts, on bad data
     num_sites = len(dataset.sites)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    flower_logger = logging.getLogger("flwr")
-    previous_level = flower_logger.level
-    if not verbose:
-        flower_logger.setLevel(logging.WARNING)
     seed_driver(cfg.data.seed)
-    started = time.monotonic()
-    try:
-        run_simulation(
-            server_app=make_server_app(cfg.to_flower(), listeners=[display] if display is not None else ()),
-            client_app=make_client_app(cfg.to_flower()),
-            num_supernodes=num_sites,
-            backend_config=backend_config(num_sites, verbose=verbose),
-            verbose_logging=verbose,
-        )
-    finally:
-        flower_logger.setLevel(previous_level)
-    seconds = time.monotonic() - started
+    every = [*([display] if display is not None else []), *listeners]
+    with engine_log(out_dir, verbose=verbose):
+        backend = ray_engine.start(engine, num_sites, verbose=verbose)  # checks before any site trains
+        started = time.monotonic()
+        try:
+            run_simulation(
+                server_app=make_server_app(cfg.to_flower(), listeners=every),
+                client_app=make_client_app(cfg.to_flower()),
+                num_supernodes=num_sites,
+                backend_config=backend,
+                verbose_logging=verbose,
+            )
+        finally:
+            ray_engine.stop()
+        seconds = time.monotonic() - started
     metrics_path = out_dir / "metrics.json"
     if not (out_dir / "report.html").exists():
         raise ConfigError(
             f"The simulation ended without writing its report to {out_dir}.",
-            "see the log above (run again with --verbose for Flower's own log).",
+            f"see the log above and {out_dir / 'engine.log'} (run again with --verbose for Flower's own log).",
         )
     return SimulationResult(
         out_dir=out_dir,

@@ -6,6 +6,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 os.environ.setdefault("MEDFED_DATA_DIR", str(DEFAULT_DATA))
+# Every Ray a test starts (directly through Flower's run_simulation too) stays on 127.0.0.1:
+# Ray reads this at import (simulations/ray_engine.py).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     d = Path(os.environ["MEDFED_DATA_DIR"])

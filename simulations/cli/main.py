@@ -1,6 +1,7 @@
 """The `medfed` command: one root app, each sub-command group imported explicitly.
 
   medfed simulate      a whole federation on this machine (Flower simulation engine)
+  medfed report        rebuild a run's report, or compare runs side by side
   medfed data check    validate and summarise a site's data
   medfed pki ...       consortium CA, server certificate, node identities
   medfed server ...    start the SuperLink, submit a federated run   (operator)
@@ -18,6 +19,7 @@ import typer
 from simulations.cli.client import client_cli
 from simulations.cli.data import data_app
 from simulations.cli.pki import pki_app
+from simulations.cli.report import report
 from simulations.cli.server import server_cli
 from simulations.cli.simulate import simulate
 
@@ -27,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command()(simulate)
+app.command()(report)
 app.add_typer(data_app, name="data")
 app.add_typer(pki_app, name="pki")
 app.add_typer(server_cli, name="server")

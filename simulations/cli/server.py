@@ -57,6 +57,12 @@ def run_cmd(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Reach a SuperLink started with --insecure (no TLS).")
     ] = False,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="Log the finished run to MLflow (default store: runs/mlruns; needs medfed[mlflow]).")
+    ] = False,
+    mlflow_uri: Annotated[
+        Optional[str], typer.Option(help="MLflow tracking URI: a folder or a server URL (or MLFLOW_TRACKING_URI); implies --mlflow.")
+    ] = None,
 ) -> None:
     """Submit the run described in \\[run] (plus overrides) and follow it round by round."""
     from server.deploy.superlink import connect_cli
@@ -73,6 +79,11 @@ def run_cmd(
         submit,
     )
 
+    from server.tracking import check_store, log_run_folder, tracking_target
+
+    tracking = tracking_target(mlflow, mlflow_uri)
+    if tracking is not None:
+        check_store(tracking)  # before the run is submitted, so no hospital trains for nothing
     settings = load_server_settings(config, insecure=insecure, check_files=False)
     for message in settings.warnings:
         warn(message)
@@ -105,3 +116,6 @@ def run_cmd(
     typer.echo(f"run {run_id} finished:completed; outputs:")
     for line in describe_outputs(out_dir):
         typer.echo(line)
+    if tracking is not None:
+        mlflow_run = log_run_folder(out_dir, tracking, run_name=run_name)
+        typer.echo(f"mlflow: run {mlflow_run} (experiment {tracking.experiment}) in {tracking.uri}")

@@ -40,16 +40,24 @@ def simulate(
     site_policy: Annotated[Optional[str], typer.Option(help='The virtual hospitals\' privacy policies as JSON with site.toml [privacy] keys, "*" for all, e.g. \'{"*": {"total-epsilon": 12}, "site-1": {"release-evaluation": false}}\'.')] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: a new folder under runs/).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the built-in datasets (or MEDFED_DATA_DIR).")] = None,
-    verbose: Annotated[bool, typer.Option(help="Show Flower's own log.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Run the hospitals on this running Ray cluster (HOST:PORT of its head, or auto) instead of a private Ray on this machine; see docs/SCALING.md.")] = None,
+    cpus_per_site: Annotated[float, typer.Option(help="Ray CPUs each virtual hospital holds while it works.")] = 1.0,
+    gpus_per_site: Annotated[Optional[float], typer.Option(help="Ray GPUs each virtual hospital holds (e.g. 0.25); default: a share of this machine's GPU, none on a cluster.")] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the run to MLflow (default store: the folder runs/mlruns; needs medfed[mlflow]).")] = False,
+    mlflow_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI: a folder or a tracking server URL (or MLFLOW_TRACKING_URI); implies --mlflow.")] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's own log on the console (always in engine.log).")] = False,
 ) -> None:
     """Run a private federation of simulated hospitals on this machine and write a report.
 
     Default: pneumoniamnist, 4 hospitals with Dirichlet label skew, DP-SGD (epsilon 8 per
     hospital) and SecAgg+.
     """
+    from server.tracking import check_store, log_run_folder, tracking_target
     from simulations.live_display import LiveDisplay, print_summary
+    from simulations.ray_engine import EngineSettings
     from simulations.simulate import build_config, default_partition, new_out_dir, run
 
+    engine = EngineSettings(address=ray_address, cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site)
     if no_dp and privacy_mode not in (None, NO_DP.name):
         raise typer.BadParameter("--no-dp contradicts --privacy-mode; use one of them.")
     mode = NO_DP.name if no_dp else privacy_mode
@@ -86,7 +94,15 @@ def simulate(
         warn("differential privacy is OFF for this run (--no-dp); the report says so.")
     if not cfg.secagg.enabled:
         warn("secure aggregation is OFF for this run (--no-secagg); the server sees each hospital's update.")
+    tracking = tracking_target(mlflow, mlflow_uri)
+    if tracking is not None:
+        check_store(tracking)  # an unwritable store stops the run before any hospital trains
     display = LiveDisplay(cfg)
     with display:
-        result = run(cfg, data_dir=str(data_dir) if data_dir else None, display=display, verbose=verbose)
+        result = run(
+            cfg, data_dir=str(data_dir) if data_dir else None, display=display, verbose=verbose, engine=engine
+        )
     print_summary(result)
+    if tracking is not None:
+        run_id = log_run_folder(result.out_dir, tracking, run_name=cfg.run_name or result.out_dir.name)
+        typer.echo(f"mlflow: run {run_id} (experiment {tracking.experiment}) in {tracking.uri}")
