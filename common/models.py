@@ -194,7 +194,7 @@ class TextBag(nn.Module):
     ghost clipping has a norm sampler for Embedding only; the function is the same.
     """
 
-    def __init__(self, buckets: int, num_classes: int, embed_dim: int = 64, init_std: float = 1.0) -> None:
+    def __init__(self, buckets: int, num_classes: int, embed_dim: int = 64, init_std: float = 0.01) -> None:
         super().__init__()
         self.embedding = nn.Embedding(buckets, embed_dim, padding_idx=0)
         nn.init.normal_(self.embedding.weight, std=init_std)
