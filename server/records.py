@@ -54,6 +54,8 @@ class RunRecorder:
             self.privacy["client_level_dp"] = client_dp
         self.listeners: list[Listener] = list(listeners)
         self.final_roc: dict | None = None
+        # Multiclass only: the latest central evaluation's confusion matrix and per-class values.
+        self.final_classes: dict | None = None
         self._lock = threading.Lock()
         self._round_started: dict[int, float] = {}
 
@@ -187,7 +189,7 @@ class RunRecorder:
             "config": self.config,
             "rounds": _clean(rounds),
             "final": _clean({"round": last.get("round"), "global": last.get("global", {}), "sites": last.get("sites", {})}),
-        }
+        } | ({"final_classes": _clean(self.final_classes)} if self.final_classes else {})
 
     def write(self) -> None:
         with self._lock:  # one snapshot, so metrics.json and privacy.json describe the same moment

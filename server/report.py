@@ -208,6 +208,7 @@ hospital's test patients all have the same diagnosis).</p>
 <table><tr><th>Hospital</th><th>Test patients</th><th>Accuracy</th><th>Balanced acc.</th><th>AUC</th>
 <th>Sensitivity</th><th>Specificity</th><th>Epsilon spent</th><th>Budget</th><th>Status</th></tr>
 {''.join(site_rows)}</table>
+{_classes_section(metrics.get("final_classes"), meta.get("class_names") or [], g)}
 <h2>Learning curves</h2>{_img(plots['learning_curves'])}
 {'<h2>ROC curve of the final global model</h2>' + _img(plots['roc']) if 'roc' in plots else ''}
 <h2>Privacy spent</h2>{_img(plots['epsilon'])}
@@ -221,6 +222,26 @@ hospital's test patients all have the same diagnosis).</p>
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _classes_section(classes: dict | None, names: list[str], g: dict) -> str:
+    """Multiclass runs: macro values, then per class sensitivity, F1 and the confusion matrix of
+    the final global model on the operator's test split."""
+    if not classes:
+        return ""
+    cm = classes["confusion_matrix"]
+    names = [str(n) for n in names] if len(names) == len(cm) else [str(i) for i in range(len(cm))]
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{_fmt(sens)}</td><td>{_fmt(f1)}</td>"
+        + "".join(f"<td>{v}</td>" for v in row)
+        + "</tr>"
+        for name, sens, f1, row in zip(names, classes["sensitivity_per_class"], classes["f1_per_class"], cm)
+    )
+    return f"""<h2>Per class (final global model, central test split)</h2>
+<p>Macro AUC (one-vs-rest) {_fmt(g.get('auc'))}, macro-F1 {_fmt(g.get('f1'))}, balanced accuracy
+{_fmt(g.get('balanced_accuracy'))}. Rows: true class; the last columns count predictions per class.</p>
+<table><tr><th>Class</th><th>Sensitivity</th><th>F1</th>{head}</tr>{rows}</table>"""
 
 
 def _meta_text(meta: dict) -> str:

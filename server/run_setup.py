@@ -18,7 +18,7 @@ from common.datasets.selection import load_run_dataset
 from common.device import pick_device
 from common.errors import ConfigError
 from common.evaluation import evaluate_model
-from common.metrics import roc_curve_points
+from common.metrics import class_breakdown, roc_curve_points
 from common.models import build_model, get_weights, model_options, resolve_model_name, set_weights
 from common.privacy import privacy_mode
 from server.records import Listener, RunRecorder, load_checkpoint
@@ -153,6 +153,8 @@ def make_central_evaluator(setup: RunSetup):
             else None
         )
         setup.recorder.on_central_evaluation(server_round, loss, metrics, roc)
+        if setup.dataset.num_classes > 2:  # multiclass: confusion matrix and per-class sensitivity
+            setup.recorder.final_classes = class_breakdown(split.y.numpy(), probs)
         return float(loss), {k: float(v) for k, v in metrics.items() if v is not None}
 
     return evaluate
