@@ -51,7 +51,8 @@ def _load(dataset: BuiltinDataset, data_dir: str | Path | None, seed: int, cfg: 
     if dataset.info.modality == "text" and cfg is not None:
         from common.datasets.tokenise import Tokeniser
 
-        return dataset.load(data_dir, seed, tokeniser=Tokeniser(cfg.max_tokens, cfg.hash_buckets))  # type: ignore[call-arg]
+        tokeniser = Tokeniser(cfg.max_tokens, cfg.hash_buckets)
+        return dataset.load(data_dir, seed, tokeniser=tokeniser)  # type: ignore[call-arg]
     return dataset.load(data_dir, seed)
 
 

@@ -48,8 +48,8 @@ def load_hospital(
     ``image_size``/``channels``/``labels_csv`` apply to image folders and DICOM (npz keeps its
     own size); ``window`` (seconds before, after the R peak) and ``leads`` to WFDB;
     ``label_column`` to tables; ``text_column``, ``max_tokens`` and ``hash_buckets`` (the
-    hashing tokeniser, common/datasets/tokenise.py) to text tables. When the files carry no train/test split, a stratified split
-    with ``test_fraction`` and ``seed`` is made. ``num_classes`` fixes the number of classes for
+    hashing tokeniser, common/datasets/tokenise.py) to text tables. When the files carry no
+    train/test split, a stratified split with ``test_fraction`` and ``seed`` is made. ``num_classes`` fixes the number of classes for
     integer labels (needed when a class has no example at this site); by default it is the
     largest label + 1 and every class must occur.
     """

@@ -163,7 +163,9 @@ def _labels(labels: np.ndarray, path: Path) -> np.ndarray:
 
     y = np.asarray(labels, dtype=np.int64) - 1
     if y.min() < 0 or y.max() >= len(CLASS_NAMES):
-        raise DataError(f"{path} has condition labels outside 1..5.", "replace it with the official file (DATASETS.md).")
+        raise DataError(
+            f"{path} has condition labels outside 1..5.", "replace it with the official file (DATASETS.md)."
+        )
     return y
 
 

@@ -37,7 +37,9 @@ def read_text_table(
     tokeniser = Tokeniser(max_tokens, hash_buckets)
     require_nonempty_file(path)
     if not path.is_file():
-        raise DataError(f"{path} is a folder; the text-table format expects one CSV or Parquet file.", "pass the file path.")
+        raise DataError(
+            f"{path} is a folder; the text-table format expects one CSV or Parquet file.", "pass the file path."
+        )
     parquet = path.suffix.lower() in PARQUET_SUFFIXES
     df = _read_parquet(path) if parquet else _read_csv(path, text_column)
     df.columns = [str(c).strip() for c in df.columns]
