@@ -227,18 +227,18 @@ def test_class_breakdown_counts_the_confusion_matrix_and_per_class_sensitivity()
 
 @pytest.mark.slow
 def test_a_short_private_federation_over_the_abstracts_learns(tmp_path, data_dir):
-    """3 natural-looking hospitals, DP-SGD (epsilon 8) and SecAgg+, 3 rounds of one local epoch
-    with 128 tokens: the global model's macro AUC ends well above chance (0.5), and the report
-    has the per-class section."""
+    """3 natural-looking hospitals, DP-SGD (epsilon 8) and SecAgg+, 3 rounds of two local epochs
+    with 128 tokens: the global model's macro AUC ends well above chance (0.5; 0.66 at seed 0
+    here), and the report has the per-class section."""
     from simulations.simulate import build_config, run
 
     cfg = build_config({"dataset": "medical-abstracts", "partition": "natural", "num-rounds": 3,
-                        "local-epochs": 1, "max-tokens": 128, "epsilon": 8.0, "out-dir": str(tmp_path / "run")})
+                        "local-epochs": 2, "max-tokens": 128, "epsilon": 8.0, "out-dir": str(tmp_path / "run")})
     result = run(cfg, data_dir=str(data_dir))
     final = result.metrics["final"]["global"]
     assert result.metrics["config"]["training"]["model"] == "auto"
     assert json.loads((result.out_dir / "global_model.json").read_text())["model"] == "text-bag"
-    assert final["auc"] >= 0.62, final
+    assert final["auc"] >= 0.6, final
     classes = result.metrics["final_classes"]
     assert sum(map(sum, classes["confusion_matrix"])) == 578 and len(classes["sensitivity_per_class"]) == 5
     assert "Per class" in (result.out_dir / "report.html").read_text()
