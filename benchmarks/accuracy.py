@@ -11,6 +11,11 @@ Cells (all other settings are medfed's defaults: 10 rounds, 2 local epochs, batc
   * ecg-{gru,lstm}-{eps8,nodp}: ECG5000 (our 60/20/20 split of the 500 UCR training beats),
     4 hospitals IID; metric: accuracy of the final global model on the held-out test beats;
     reference (full UCR split, centralised, no privacy) FCN 0.94, ResNet 0.93.
+  * text-{eps8,eps3,nodp}: Medical Abstracts (our 70/10/20 split of the 2,888 abstracts), the 3
+    natural-looking hospitals, model=auto (text-bag); metric: accuracy, macro-F1 and macro
+    one-vs-rest AUC of the final global model on the held-out test abstracts; reference measured
+    in this script on the same split and seed: TF-IDF (1-2 grams) + logistic regression (C=10),
+    centralised and non-private (`text_reference`).
 "seed" is medfed's `seed` (partition, ECG5000 split, model initialisation); Opacus' noise is
 not seeded. Each finished run is appended to the results file at once, so an interrupted
 benchmark resumes where it stopped (`--fresh` starts over).
@@ -44,17 +49,20 @@ REFERENCES = {
     "heart": "FLamby Fed-Heart-Disease (mean per-hospital accuracy): pooled 0.735, FedAvg 0.685, FedAdam 0.726; "
              "FedAvg + Opacus at epsilon >= 5 about 0.70",
     "ecg": "UCR ECG5000 full split, centralised, no DP (Fawaz et al. 2019): FCN 0.94, ResNet 0.93",
+    "text": "TF-IDF 1-2 grams + logistic regression (C=10), centralised, no DP, same split and seed "
+            "(measured by this script, see tfidf_* in each text run)",
 }
 TARGETS = {  # cell pattern -> (metric, threshold, text)
     "pneumonia-*-eps8": [("auc", 0.96, "AUC >= 0.96"), ("accuracy", 0.88, "accuracy >= 0.88")],
     "pneumonia-*-eps3": [("auc", 0.944, "AUC >= 0.944")],
     "heart-*-eps5": [("mean_site_accuracy", 0.75, "mean per-hospital accuracy >= 0.75")],
     "ecg-*-eps8": [("accuracy", 0.90, "accuracy >= 0.90")],
+    "text-eps8": [("accuracy", 0.55, "accuracy >= 0.55"), ("auc", 0.80, "macro AUC >= 0.80")],
 }
 # Default order when no --only is given: cheap and most informative first.
 PRIORITY = ["heart-*", "pneumonia-iid-eps8", "pneumonia-dirichlet0.5-eps8", "pneumonia-iid-eps3",
             "pneumonia-dirichlet0.5-eps3", "ecg-gru-eps8", "ecg-gru-nodp", "ecg-lstm-eps8", "ecg-lstm-nodp",
-            "pneumonia-*-nodp", "pneumonia-*-eps1"]
+            "pneumonia-*-nodp", "pneumonia-*-eps1", "text-eps8", "text-nodp", "text-eps3"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,32 @@ def all_cells() -> list[Cell]:
             cells.append(Cell(f"ecg-{model}-{key}", "ecg",
                               {"dataset": "ecg5000", "num-sites": 4, "partition": "iid",
                                "model": model, **_privacy(key, non_private_lr=DP_DEFAULT_LR)}))
+    for key in ("eps8", "eps3", "nodp"):
+        cells.append(Cell(f"text-{key}", "text",
+                          {"dataset": "medical-abstracts", "partition": "natural",
+                           **_privacy(key, non_private_lr=DP_DEFAULT_LR)}))
     return cells
+
+
+def text_reference(seed: int, data_dir: str) -> dict[str, float]:
+    """TF-IDF (1-2 grams) + logistic regression on the abstracts' training rows of `seed`'s split
+    (what the federation's three hospitals hold together), scored on its test rows (the
+    federation's central test split): the centralised, non-private reference."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from common.datasets.builtin.medical_abstracts import read_corpus, split_indices
+    from common.metrics import compute_metrics
+
+    texts, y = read_corpus(data_dir)
+    parts = split_indices(y, seed)
+    vectoriser = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+    train = vectoriser.fit_transform([texts[i] for i in parts["train"]])
+    model = LogisticRegression(C=10, max_iter=2000).fit(train, y[parts["train"]])
+    probs = model.predict_proba(vectoriser.transform([texts[i] for i in parts["test"]]))
+    m = compute_metrics(y[parts["test"]], np.asarray(probs))
+    return {"tfidf_accuracy": m["accuracy"], "tfidf_macro_f1": m["f1"], "tfidf_auc": m["auc"]}
 
 
 def _privacy(key: str, *, non_private_lr: float | None = None) -> dict[str, Any]:
@@ -113,7 +146,9 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool) -
     if quick:
         changes.update({"num-rounds": 1, "local-epochs": 1})
     cfg = build_config(changes | {"seed": seed, "out-dir": str(workdir / f"{cell.name}-seed{seed}")})
+    started = time.monotonic()
     result = run(cfg, data_dir=data_dir)
+    wall = time.monotonic() - started
     final = result.metrics["final"]
     site_acc = {s: m.get("accuracy") for s, m in final["sites"].items()}
     values = [v for v in site_acc.values() if v is not None]
@@ -138,7 +173,10 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool) -
         "seconds": round(result.seconds, 1),
         "learning_rate": cfg.training.learning_rate,
         "quick": quick,
-    }
+        "macro_f1": final["global"].get("f1"),
+        "wall_seconds": round(wall, 1),
+        "seconds_per_round": round(result.seconds / cfg.federation.num_rounds, 1),
+    } | (text_reference(seed, data_dir) if cell.family == "text" else {})
 
 
 def summarise(runs: list[dict], cells: list[Cell]) -> list[dict]:
@@ -148,7 +186,8 @@ def summarise(runs: list[dict], cells: list[Cell]) -> list[dict]:
         if not mine:
             continue
         entry: dict[str, Any] = {"cell": cell.name, "family": cell.family, "seeds": sorted(r["seed"] for r in mine)}
-        for metric in ("auc", "accuracy", "balanced_accuracy", "mean_site_accuracy"):
+        for metric in ("auc", "accuracy", "balanced_accuracy", "mean_site_accuracy", "macro_f1", "seconds_per_round",
+                       "tfidf_accuracy", "tfidf_macro_f1", "tfidf_auc"):
             vals = [r[metric] for r in mine if r.get(metric) is not None]
             if vals:
                 entry[metric] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}

@@ -41,7 +41,7 @@ from common.operating_point import (
     VALIDATION_PHASE,
     grid_counts,
 )
-from common.models import build_model, get_weights, resolve_model_name, set_weights
+from common.models import build_model, get_weights, model_options, resolve_model_name, set_weights
 from common.node_config import PRIVACY_LEDGER_FILE
 from common.privacy import privacy_mode
 from common.updates import SERVER_ROUND_KEY
@@ -57,7 +57,8 @@ class MedfedClient(NumPyClient):
         self.dataset, self.site = load_site_data(settings)
         self.device = pick_device(settings.device)
         name = resolve_model_name(cfg.training.model, self.dataset.modality)
-        self.model = build_model(name, self.dataset.input_shape, self.dataset.num_classes).to(self.device)
+        sizes = model_options(self.dataset.modality, cfg.data.hash_buckets)
+        self.model = build_model(name, self.dataset.input_shape, self.dataset.num_classes, **sizes).to(self.device)
 
     # -- Flower API --------------------------------------------------------------------
     def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:

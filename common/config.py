@@ -21,7 +21,11 @@ from common.privacy import PRIVACY_MODES, privacy_mode
 # "natural" (a dataset's own hospitals) and the virtual partitions of
 # common.datasets.federated.PARTITIONERS (kept in step by a test: that module imports torch).
 PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
-MODELS = ("auto", "cnn", "gru", "lstm", "mlp")
+MODELS = ("auto", "cnn", "gru", "lstm", "mlp", "text-bag", "text-gru", "text-lstm")
+# Text: the hashing tokeniser's bounds (common/datasets/tokenise.py; ids are float32 in the
+# dataset contract, exact below 2**24).
+MAX_TOKENS_LIMIT = 4096
+HASH_BUCKETS_LIMIT = 2**24
 
 
 @dataclass(frozen=True)
@@ -180,9 +184,27 @@ class DataConfig:
     # the seed, never trained on. The operating point and the temperature are chosen on it when
     # the operator holds no validation split of its own (docs/EVALUATION.md).
     validation_fraction: float = 0.1
+    # Hospital tables (table, text-table): the column holding the class label, and for
+    # text-table the column holding the note.
+    label_column: str = "label"
+    text_column: str = "text"
+    # Text: tokens kept per document (longer ones are truncated) and the hashing tokeniser's
+    # number of buckets (the text models' embedding rows).
+    max_tokens: int = 256
+    hash_buckets: int = 8192
 
     def problems(self) -> list[str]:
         out: list[str] = []
+        if not self.label_column.strip():
+            out.append("label-column is empty; name the table column that holds the class label (default label).")
+        if not self.text_column.strip():
+            out.append("text-column is empty; name the table column that holds the note's text (default text).")
+        elif self.text_column == self.label_column:
+            out.append(f"text-column and label-column are both {self.text_column!r}; name two different columns.")
+        if not 1 <= self.max_tokens <= MAX_TOKENS_LIMIT:
+            out.append(f"max-tokens={self.max_tokens} must be in 1..{MAX_TOKENS_LIMIT} (tokens kept per document).")
+        if not 2 <= self.hash_buckets <= HASH_BUCKETS_LIMIT:
+            out.append(f"hash-buckets={self.hash_buckets} must be in 2..{HASH_BUCKETS_LIMIT} (e.g. 8192).")
         if not self.dataset and not self.data_path:
             out.append("Neither dataset nor data-path is set; name a built-in dataset or a hospital data path.")
         if self.dataset and (problem := BUILTIN_DATASETS.problem(self.dataset)):
@@ -440,6 +462,10 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "alpha": ("data", "alpha", float),
     "seed": ("data", "seed", int),
     "validation-fraction": ("data", "validation_fraction", float),
+    "label-column": ("data", "label_column", str),
+    "text-column": ("data", "text_column", str),
+    "max-tokens": ("data", "max_tokens", int),
+    "hash-buckets": ("data", "hash_buckets", int),
     "model": ("training", "model", str),
     "local-epochs": ("training", "local_epochs", int),
     "batch-size": ("training", "batch_size", int),

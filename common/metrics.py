@@ -103,6 +103,23 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float | No
     return out
 
 
+def class_breakdown(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Per class, for a multiclass report: the confusion matrix (rows true class, columns
+    predicted, arg-max), each class's sensitivity (recall; None when the class is absent) and F1.
+    JSON-ready lists, in class order."""
+    y, p = _check(y_true, probs)
+    k = p.shape[1]
+    cm = np.zeros((k, k), dtype=np.int64)
+    if y.size and np.all(np.isfinite(p)):
+        np.add.at(cm, (y, p.argmax(axis=1)), 1)
+    tp, true_count, pred_count = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    return {
+        "confusion_matrix": cm.tolist(),
+        "sensitivity_per_class": [_ratio(tp[c], true_count[c]) for c in range(k)],
+        "f1_per_class": [_ratio(2 * tp[c], true_count[c] + pred_count[c]) for c in range(k)],
+    }
+
+
 def weighted_mean(results: Iterable[tuple[int, Mapping[str, Any]]]) -> dict[str, float]:
     """Example-weighted mean, key by key, of the numeric values that sites report.
 

@@ -34,7 +34,7 @@ from common.calibration import TEMPERATURE_GRID, fit_temperature, probabilities,
 from common.config import RunConfig
 from common.datasets.contract import FederatedDataset, SiteData, Split, normalise_with_site_stats
 from common.evaluation import predict_logits
-from common.models import build_model, set_weights
+from common.models import build_model, model_options, set_weights
 from common.operating_point import (
     DEFAULT_THRESHOLD,
     EVAL_PHASE_KEY,
@@ -121,7 +121,8 @@ class OperatingPointChooser:
         self.val = central_validation_split(dataset) if cfg.federation.central_eval else None
         self.record = record
         self.device = device
-        self.model = build_model(model_name, dataset.input_shape, dataset.num_classes).to(device) if self.val else None
+        sizes = model_options(dataset.modality, cfg.data.hash_buckets)
+        self.model = build_model(model_name, dataset.input_shape, dataset.num_classes, **sizes).to(device) if self.val else None
         self.current = default_point(cfg, self.num_classes, "before the first choice")
 
     @property

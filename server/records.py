@@ -57,6 +57,8 @@ class RunRecorder:
             self.privacy["client_level_dp"] = client_dp
         self.listeners: list[Listener] = list(listeners)
         self.final_roc: dict | None = None
+        # Multiclass only: the latest central evaluation's confusion matrix and per-class values.
+        self.final_classes: dict | None = None
         self._lock = threading.Lock()
         self._round_started: dict[int, float] = {}
 
@@ -203,7 +205,11 @@ class RunRecorder:
         for key in ("global_source", "operating_point", "global_details"):
             if key in last:
                 final[key] = last[key]
-        return {"config": self.config, "rounds": _clean(rounds), "final": _clean(final)}
+        if self.final_classes:
+            final_classes = {"final_classes": _clean(self.final_classes)}
+        else:
+            final_classes = {}
+        return {"config": self.config, "rounds": _clean(rounds), "final": _clean(final)} | final_classes
 
     def write(self) -> None:
         with self._lock:  # one snapshot, so metrics.json and privacy.json describe the same moment

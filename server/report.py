@@ -316,6 +316,7 @@ AUC {_with_ci(g.get('auc'), (details.get('intervals') or {}).get('auc'))} ({ci_n
 <div class="scroll"><table class="sites"><tr><th>Hospital</th><th>Test patients</th><th>Sensitivity</th><th>Specificity</th><th>AUC</th>
 <th>Balanced acc.</th><th>Accuracy</th><th>Epsilon spent / budget</th><th>Status</th></tr>
 {_site_rows(final, privacy)}</table></div>
+{_classes_section(metrics.get("final_classes"), meta.get("class_names") or [], g)}
 <h2>Model card</h2>
 {_model_card(cfg, meta_view, final, privacy, point, mode_text, secagg_text)}
 <h2>Learning curves</h2>{_img(plots['learning_curves'])}
@@ -330,6 +331,26 @@ AUC {_with_ci(g.get('auc'), (details.get('intervals') or {}).get('auc'))} ({ci_n
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _classes_section(classes: dict | None, names: list[str], g: dict) -> str:
+    """Multiclass runs: macro values, then per class sensitivity, F1 and the confusion matrix of
+    the final global model on the operator's test split."""
+    if not classes:
+        return ""
+    cm = classes["confusion_matrix"]
+    names = [str(n) for n in names] if len(names) == len(cm) else [str(i) for i in range(len(cm))]
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{_fmt(sens)}</td><td>{_fmt(f1)}</td>"
+        + "".join(f"<td>{v}</td>" for v in row)
+        + "</tr>"
+        for name, sens, f1, row in zip(names, classes["sensitivity_per_class"], classes["f1_per_class"], cm)
+    )
+    return f"""<h2>Per class (final global model, central test split)</h2>
+<p>Macro AUC (one-vs-rest) {_fmt(g.get('auc'))}, macro-F1 {_fmt(g.get('f1'))}, balanced accuracy
+{_fmt(g.get('balanced_accuracy'))}. Rows: true class; the last columns count predictions per class.</p>
+<table><tr><th>Class</th><th>Sensitivity</th><th>F1</th>{head}</tr>{rows}</table>"""
 
 
 def _meta_text(meta: dict) -> str:

@@ -19,8 +19,8 @@ from common.device import pick_device
 from common.errors import ConfigError
 from common.calibration import reliability_bins, probabilities
 from common.evaluation import evaluate_at
-from common.metrics import roc_curve_points
-from common.models import build_model, get_weights, resolve_model_name, set_weights
+from common.metrics import class_breakdown, roc_curve_points
+from common.models import build_model, get_weights, model_options, resolve_model_name, set_weights
 from common.privacy import privacy_mode
 from server.operating import OperatingPointChooser
 from server.records import Listener, RunRecorder, load_checkpoint
@@ -55,7 +55,9 @@ def prepare_run(cfg: RunConfig, out_dir: Path, *, listeners: Sequence[Listener] 
     dataset = load_run_dataset(cfg.data)
     model_name = resolve_model_name(cfg.training.model, dataset.modality)
     torch.manual_seed(cfg.data.seed)
-    model = build_model(model_name, dataset.input_shape, dataset.num_classes)
+    model = build_model(
+        model_name, dataset.input_shape, dataset.num_classes, **model_options(dataset.modality, cfg.data.hash_buckets)
+    )
     weights = get_weights(model)
     num_sites = max(cfg.data.num_sites, len(dataset.sites)) if cfg.data.partition != "natural" else len(dataset.sites)
     largest = max(len(s.train) for s in dataset.sites.values())
@@ -143,7 +145,8 @@ def make_central_evaluator(setup: RunSetup):
     if split is None:
         return None
     device = pick_device("auto")
-    model = build_model(setup.model_name, setup.dataset.input_shape, setup.dataset.num_classes).to(device)
+    sizes = model_options(setup.dataset.modality, setup.cfg.data.hash_buckets)
+    model = build_model(setup.model_name, setup.dataset.input_shape, setup.dataset.num_classes, **sizes).to(device)
 
     def evaluate(server_round: int, weights: list[np.ndarray], config: dict) -> tuple[float, dict]:
         set_weights(model, weights)
@@ -166,6 +169,8 @@ def make_central_evaluator(setup: RunSetup):
             "reliability": {"before": reliability_bins(probabilities(result.logits), y),
                             "after": reliability_bins(result.probs, y)},
         }
+        if setup.dataset.num_classes > 2:  # multiclass: confusion matrix and per-class sensitivity
+            setup.recorder.final_classes = class_breakdown(y, result.probs)
         setup.recorder.on_central_evaluation(server_round, result.loss, metrics, roc, details)
         return float(result.loss), {k: float(v) for k, v in metrics.items() if v is not None}
 

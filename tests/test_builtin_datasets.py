@@ -85,7 +85,7 @@ def test_ecg5000_stratified_seeded_splits(data_dir):
 # ----------------------------------------------------------------- the registry
 
 def test_registry_names_and_info():
-    assert BUILTIN_DATASETS.names() == ("heart-disease", "pneumoniamnist", "ecg5000")
+    assert BUILTIN_DATASETS.names() == ("heart-disease", "pneumoniamnist", "ecg5000", "medical-abstracts")
     assert BUILTIN_DATASETS.get("heart-disease").info.default_partition == "natural"
     assert BUILTIN_DATASETS.get("heart-disease").info.natural_sites == ("cleveland", "hungary", "switzerland", "va")
     assert BUILTIN_DATASETS.get("pneumoniamnist").info.input_shape == (1, 28, 28)
@@ -176,4 +176,4 @@ def test_registered_dataset_works_everywhere_without_other_changes(register_data
     with pytest.raises(ConfigError) as err:
         load_federated(DataConfig(dataset="pooled-toy", partition="natural"))
     assert "pooled-toy has none" in err.value.problem
-    assert "heart-disease, toy" in err.value.fix  # every dataset that has natural sites, none other
+    assert "heart-disease, medical-abstracts, toy" in err.value.fix  # every dataset that has natural sites, none other

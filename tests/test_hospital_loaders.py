@@ -525,7 +525,7 @@ def test_infer_format(tmp_path, data_dir):
     with pytest.raises(ConfigError, match="--format"):
         infer_format(tmp_path / "export.bin")  # unknown suffix
     data_error(lambda: infer_format(tmp_path / "gone.bin"), "gone.bin", "does not exist")
-    assert FORMATS.names() == ("npz", "image-folder", "dicom", "wfdb", "ucr", "table")
+    assert FORMATS.names() == ("npz", "image-folder", "dicom", "wfdb", "ucr", "table", "text-table")
 
 
 SUFFIXES = {

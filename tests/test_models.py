@@ -14,6 +14,7 @@ from common.models import (
     count_parameters,
     default_model_for,
     get_weights,
+    model_options,
     model_signature,
     resolve_model_name,
     set_weights,
@@ -24,6 +25,9 @@ SHAPES = {
     "gru": [(1, 140), (2, 1000)],
     "lstm": [(1, 140)],
     "mlp": [(12,), (1, 140)],
+    "text-bag": [(64,)],
+    "text-gru": [(64,), (13,)],
+    "text-lstm": [(64,)],
 }
 CASES = [(name, shape) for name in MODEL_NAMES for shape in SHAPES[name]]
 
@@ -31,9 +35,11 @@ CASES = [(name, shape) for name in MODEL_NAMES for shape in SHAPES[name]]
 @pytest.mark.parametrize(("name", "shape"), CASES)
 def test_every_model_is_opacus_valid_as_built_and_gives_logits(name, shape):
     torch.manual_seed(0)
-    model = build_model(name, shape, 3)
+    text = name.startswith("text-")
+    model = build_model(name, shape, 3, **model_options("text" if text else "image", 100))
     ModuleValidator.validate(model, strict=True)  # raises on BatchNorm, nn.GRU, ...
-    out = model(torch.randn(2, *shape))
+    x = torch.randint(0, 100, (2, *shape)).float() if text else torch.randn(2, *shape)
+    out = model(x)
     assert out.shape == (2, 3)
     assert torch.isfinite(out).all()
 
@@ -47,7 +53,9 @@ def test_default_cnn_is_small_and_gru_shortens_long_signals():
 
 
 def test_defaults_by_modality_and_bad_requests():
-    assert [default_model_for(m) for m in ("image", "signal", "tabular")] == ["cnn", "gru", "mlp"]
+    assert [default_model_for(m) for m in ("image", "signal", "tabular", "text")] == ["cnn", "gru", "mlp", "text-bag"]
+    with pytest.raises(ConfigError, match="hash buckets"):
+        build_model("text-bag", (64,), 2)  # a text model is told its tokeniser's buckets
     with pytest.raises(ConfigError, match="modality"):
         default_model_for("video")
     with pytest.raises(ConfigError, match="resnet"):

@@ -126,10 +126,34 @@ def summarise(ds: FederatedDataset) -> dict:
         }
     if ds.central_val is not None:  # the operator's validation split: the operating point's data
         summary["central_val"] = {"val": len(ds.central_val), "class_counts": class_counts(ds.central_val, ds.num_classes)}
+    if ds.modality == "text":
+        summary["text"] = text_summary(ds)
     summary["problems"] = problems
     summary["warnings"] = warnings
     summary["valid"] = not problems
     return summary
+
+
+def text_summary(ds: FederatedDataset) -> dict:
+    """Documents, their length in tokens (after truncation) and how many reach ``max_tokens``.
+
+    The tokens kept are counted from the ids (id 0 is padding), so a document at the limit was
+    truncated or is exactly that long: ``at_max_tokens`` bounds the truncation from above.
+    """
+    splits = [s for site in ds.sites.values() for s in (site.train, site.test)]
+    lengths = torch.cat([(s.x != 0).sum(dim=1) for s in splits]) if splits else torch.zeros(0)
+    max_tokens = int(ds.input_shape[0]) if ds.input_shape else 0
+    if not len(lengths):
+        return {"documents": 0, "max_tokens": max_tokens}
+    quantiles = torch.quantile(lengths.double(), torch.tensor([0.0, 0.5, 0.9, 1.0], dtype=torch.float64))
+    at_max = int((lengths >= max_tokens).sum())
+    return {
+        "documents": int(len(lengths)),
+        "max_tokens": max_tokens,
+        "tokens": {name: int(q) for name, q in zip(("min", "median", "p90", "max"), quantiles.tolist())},
+        "at_max_tokens": at_max,
+        "at_max_tokens_fraction": at_max / len(lengths),
+    }
 
 
 def _safe_summary(ds: FederatedDataset) -> dict:

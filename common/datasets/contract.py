@@ -19,7 +19,9 @@ import torch
 
 from common.errors import DataError
 
-MODALITIES = ("image", "signal", "tabular")
+MODALITIES = ("image", "signal", "tabular", "text")
+# Text inputs are token ids (common/datasets/tokenise.py) held as float32: never normalised.
+UNNORMALISED_MODALITIES = ("text",)
 
 
 @dataclass
@@ -149,7 +151,10 @@ def normalise_with_site_stats(site: SiteData, modality: str) -> SiteData:
 
     Images: one mean/std over all pixels of each channel; signals: one mean/std per channel;
     tables: per-feature mean/std. A zero std becomes 1 (constant features stay constant).
+    Text is returned as it is: its inputs are token ids, not measurements.
     """
+    if modality in UNNORMALISED_MODALITIES:
+        return site
     x = site.train.x
     if modality == "tabular":
         dims: tuple[int, ...] = (0,)

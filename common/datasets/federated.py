@@ -43,11 +43,23 @@ def load_federated(cfg: DataConfig, data_dir: str | Path | None = None) -> Feder
                           "change the values above in the run configuration.")
     dataset = BUILTIN_DATASETS.get(cfg.dataset)
     if cfg.partition == "natural":
-        return _natural_sites(dataset, data_dir, cfg.seed)
-    return partition_sites(dataset.load(data_dir, cfg.seed), cfg)
+        return _natural_sites(dataset, data_dir, cfg.seed, cfg)
+    return partition_sites(_load(dataset, data_dir, cfg.seed, cfg), cfg)
 
 
-def _natural_sites(dataset: BuiltinDataset, data_dir: str | Path | None = None, seed: int = 0) -> FederatedDataset:
+def _load(dataset: BuiltinDataset, data_dir: str | Path | None, seed: int, cfg: DataConfig | None) -> FederatedDataset:
+    """``dataset.load``, telling a text dataset the run's tokeniser (max-tokens, hash-buckets)."""
+    if dataset.info.modality == "text" and cfg is not None:
+        from common.datasets.tokenise import Tokeniser
+
+        tokeniser = Tokeniser(cfg.max_tokens, cfg.hash_buckets)
+        return dataset.load(data_dir, seed, tokeniser=tokeniser)  # type: ignore[call-arg]
+    return dataset.load(data_dir, seed)
+
+
+def _natural_sites(
+    dataset: BuiltinDataset, data_dir: str | Path | None = None, seed: int = 0, cfg: DataConfig | None = None
+) -> FederatedDataset:
     """``dataset`` with its own hospitals as sites; a ConfigError when it has none."""
     if not dataset.info.natural_sites:
         with_sites = [name for name, d in BUILTIN_DATASETS.items() if d.info.natural_sites]
@@ -56,7 +68,7 @@ def _natural_sites(dataset: BuiltinDataset, data_dir: str | Path | None = None, 
             f"use partition={', '.join(PARTITIONERS)} to split it into virtual sites, "
             f"or a dataset with natural sites: {', '.join(with_sites)}.",
         )
-    return dataset.load(data_dir, seed)
+    return _load(dataset, data_dir, seed, cfg)
 
 
 def partition_sites(dataset: FederatedDataset, cfg: DataConfig) -> FederatedDataset:

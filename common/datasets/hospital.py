@@ -38,14 +38,18 @@ def load_hospital(
     window: tuple[float, float] = DEFAULT_WINDOW_S,
     leads: Sequence[int | str] | None = None,
     num_classes: int | None = None,
+    text_column: str = "text",
+    max_tokens: int = 256,
+    hash_buckets: int = 8192,
 ) -> FederatedDataset:
     """Load one hospital's files as a single-site `FederatedDataset`.
 
     ``fmt`` names a registered format (None or "" infers it from the path, see `infer_format`).
     ``image_size``/``channels``/``labels_csv`` apply to image folders and DICOM (npz keeps its
     own size); ``window`` (seconds before, after the R peak) and ``leads`` to WFDB;
-    ``label_column`` to tables. When the files carry no train/test split, a stratified split
-    with ``test_fraction`` and ``seed`` is made. ``num_classes`` fixes the number of classes for
+    ``label_column`` to tables; ``text_column``, ``max_tokens`` and ``hash_buckets`` (the
+    hashing tokeniser, common/datasets/tokenise.py) to text tables. When the files carry no
+    train/test split, a stratified split with ``test_fraction`` and ``seed`` is made. ``num_classes`` fixes the number of classes for
     integer labels (needed when a class has no example at this site); by default it is the
     largest label + 1 and every class must occur.
     """
@@ -65,6 +69,9 @@ def load_hospital(
         labels_csv=labels_csv,
         window=window,
         leads=leads,
+        text_column=text_column,
+        max_tokens=max_tokens,
+        hash_buckets=hash_buckets,
     )
     raw = hospital_format.read(path, options)
 

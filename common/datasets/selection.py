@@ -35,7 +35,15 @@ def _load(cfg: DataConfig, data_dir: str) -> FederatedDataset:
         from common.datasets.federated import partition_sites
         from common.datasets.hospital import load_hospital
 
-        ds = load_hospital(cfg.data_path, cfg.data_format, seed=cfg.seed)
+        ds = load_hospital(
+            cfg.data_path,
+            cfg.data_format,
+            seed=cfg.seed,
+            label_column=cfg.label_column,
+            text_column=cfg.text_column,
+            max_tokens=cfg.max_tokens,
+            hash_buckets=cfg.hash_buckets,
+        )
         if cfg.num_sites > 1 and cfg.partition != "natural":
             ds = partition_sites(ds, cfg)
         return ds

@@ -79,7 +79,14 @@ def check(
     image_size: Annotated[
         int, typer.Option("--image-size", help="Image side length for image-folder/dicom (28..224).")
     ] = 28,
-    label_column: Annotated[str, typer.Option("--label-column", help="Label column of a table.")] = "label",
+    label_column: Annotated[str, typer.Option("--label-column", help="Label column of a table or text-table.")] = "label",
+    text_column: Annotated[str, typer.Option("--text-column", help="Note column of a text-table.")] = "text",
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Text: tokens kept per document (longer ones are truncated).")
+    ] = 256,
+    hash_buckets: Annotated[
+        int, typer.Option("--hash-buckets", help="Text: buckets of the hashing tokeniser (no vocabulary).")
+    ] = 8192,
     labels_csv: Annotated[
         str, typer.Option("--labels-csv", help="Labels file inside an image-folder/dicom folder.")
     ] = "labels.csv",
@@ -109,9 +116,13 @@ def check(
                 test_fraction=test_fraction,
                 seed=seed,
                 num_classes=num_classes,
+                text_column=text_column,
+                max_tokens=max_tokens,
+                hash_buckets=hash_buckets,
             )
         else:
-            ds = _load_builtin(str(dataset), data_dir, sites, partition, alpha, seed)
+            text = {"max_tokens": max_tokens, "hash_buckets": hash_buckets}
+            ds = _load_builtin(str(dataset), data_dir, sites, partition, alpha, seed, text)
         # the validation split each site keeps for the operating point (as a run carves it)
         fraction = DataConfig().validation_fraction
         ds.sites = {name: with_validation(site, fraction, seed) for name, site in ds.sites.items()}
@@ -132,7 +143,13 @@ def check(
 
 
 def _load_builtin(
-    name: str, data_dir: Path | None, sites: int | None, partition: str | None, alpha: float | None, seed: int
+    name: str,
+    data_dir: Path | None,
+    sites: int | None,
+    partition: str | None,
+    alpha: float | None,
+    seed: int,
+    text: dict[str, int],
 ) -> FederatedDataset:
     # Imported here so `medfed data check --path ...` works even where built-in support is absent.
     from common.datasets.federated import load_federated
@@ -144,6 +161,7 @@ def _load_builtin(
         partition=partition or BUILTIN_DATASETS.get(name).info.default_partition,
         alpha=defaults.alpha if alpha is None else alpha,
         seed=seed,
+        **text,
     )
     return load_federated(cfg, resolve_data_dir(data_dir))
 
@@ -202,6 +220,15 @@ def _print_tables(ds: FederatedDataset, summary: dict) -> None:
             "-",
         )
     console.print(table)
+    if "text" in summary and summary["text"]["documents"]:
+        text = summary["text"]
+        tokens = text["tokens"]
+        console.print(
+            f"text: {text['documents']} documents, tokens kept per document min {tokens['min']}, "
+            f"median {tokens['median']}, 90th percentile {tokens['p90']}, max {tokens['max']}; "
+            f"{text['at_max_tokens']} ({100 * text['at_max_tokens_fraction']:.0f} %) reach max-tokens="
+            f"{text['max_tokens']} (truncated, or exactly that long)."
+        )
     if summary["valid"]:
         console.print(f"valid: {ds.name} passed every check.")
     else:

@@ -10,7 +10,7 @@ numpy), because configuration validation reads it in every process.
 
 from __future__ import annotations
 
-from common.datasets.builtin import ecg5000, heart_disease, pneumoniamnist
+from common.datasets.builtin import ecg5000, heart_disease, medical_abstracts, pneumoniamnist
 from common.datasets.builtin.base import BuiltinDataset
 from common.registry import Registry
 
@@ -18,3 +18,4 @@ BUILTIN_DATASETS: Registry[BuiltinDataset] = Registry("built-in dataset", settin
 BUILTIN_DATASETS.register(heart_disease.DATASET.name, heart_disease.DATASET)
 BUILTIN_DATASETS.register(pneumoniamnist.DATASET.name, pneumoniamnist.DATASET)
 BUILTIN_DATASETS.register(ecg5000.DATASET.name, ecg5000.DATASET)
+BUILTIN_DATASETS.register(medical_abstracts.DATASET.name, medical_abstracts.DATASET)

@@ -10,7 +10,7 @@ is cheap (no parser is loaded), because configuration validation reads it in eve
 
 from __future__ import annotations
 
-from common.datasets.formats import dicom, image_folder, npz, table, ucr, wfdb
+from common.datasets.formats import dicom, image_folder, npz, table, text_table, ucr, wfdb
 from common.datasets.formats.base import HospitalFormat
 from common.registry import Registry
 
@@ -21,3 +21,4 @@ FORMATS.register(dicom.FORMAT.name, dicom.FORMAT)
 FORMATS.register(wfdb.FORMAT.name, wfdb.FORMAT)
 FORMATS.register(ucr.FORMAT.name, ucr.FORMAT)
 FORMATS.register(table.FORMAT.name, table.FORMAT)
+FORMATS.register(text_table.FORMAT.name, text_table.FORMAT)

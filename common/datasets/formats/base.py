@@ -27,6 +27,9 @@ class ReadOptions:
     labels_csv: str
     window: tuple[float, float]
     leads: Sequence[int | str] | None
+    text_column: str = "text"
+    max_tokens: int = 256
+    hash_buckets: int = 8192
 
 
 Reader = Callable[[Path, ReadOptions], "RawData"]
