@@ -119,7 +119,8 @@ def test_run_config_tokeniser_settings_reach_the_builtin_dataset(data_dir):
     ds = load_run_dataset(cfg, data_dir)
     assert ds.input_shape == (64,) and ds.site_names() == ["site-0", "site-1", "site-2"]
     assert float(max(s.train.x.max() for s in ds.sites.values())) < 512
-    assert sum(len(s.train) + len(s.test) for s in ds.sites.values()) == 2021  # partitions lose nothing
+    # partitions lose nothing: training rows are split into train and each site's validation rows
+    assert sum(len(s.train) + len(s.test) + len(s.val or ()) for s in ds.sites.values()) == 2021
 
 
 # ------------------------------------------------------------------------------ text-table

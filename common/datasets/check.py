@@ -140,7 +140,7 @@ def text_summary(ds: FederatedDataset) -> dict:
     The tokens kept are counted from the ids (id 0 is padding), so a document at the limit was
     truncated or is exactly that long: ``at_max_tokens`` bounds the truncation from above.
     """
-    splits = [s for site in ds.sites.values() for s in (site.train, site.test)]
+    splits = [s for site in ds.sites.values() for s in (site.train, site.val, site.test) if s is not None]
     lengths = torch.cat([(s.x != 0).sum(dim=1) for s in splits]) if splits else torch.zeros(0)
     max_tokens = int(ds.input_shape[0]) if ds.input_shape else 0
     if not len(lengths):
