@@ -132,10 +132,16 @@ def _check_same_config(out_dir: Path, cfg: RunConfig) -> None:
 
 
 def central_test_split(dataset: FederatedDataset) -> Split | None:
-    """The operator's held-out split, normalised with its own statistics."""
+    """The operator's held-out split, normalised the way the operator's validation split is.
+
+    The operator standardises like a site: with statistics of data it may look at. That is its
+    validation split when it holds one (the official splits), so test inputs never shape their
+    own preprocessing; without one (pooled site test rows) the test split's own statistics.
+    """
     if dataset.central_test is None:
         return None
-    holder = SiteData("central", dataset.central_test, dataset.central_test)
+    reference = dataset.central_val if dataset.central_val is not None and len(dataset.central_val) else dataset.central_test
+    holder = SiteData("central", reference, dataset.central_test)
     return normalise_with_site_stats(holder, dataset.modality).test
 
 
