@@ -1,6 +1,7 @@
 """The `medfed` command: one root app, each sub-command group imported explicitly.
 
   medfed simulate      a whole federation on this machine (Flower simulation engine)
+  medfed synth         a federated, differentially private synthetic table
   medfed data check    validate and summarise a site's data
   medfed pki ...       consortium CA, server certificate, node identities
   medfed server ...    start the SuperLink, submit a federated run   (operator)
@@ -20,6 +21,7 @@ from simulations.cli.data import data_app
 from simulations.cli.pki import pki_app
 from simulations.cli.server import server_cli
 from simulations.cli.simulate import simulate
+from simulations.cli.synth import synth
 
 app = typer.Typer(
     help="medfed: federated, privacy-preserving deep learning for hospitals.",
@@ -27,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command()(simulate)
+app.command()(synth)
 app.add_typer(data_app, name="data")
 app.add_typer(pki_app, name="pki")
 app.add_typer(server_cli, name="server")
