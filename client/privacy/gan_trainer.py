@@ -36,6 +36,9 @@ from common.errors import ConfigError, DataError
 from common.synthesis.gan import TabularGAN
 
 BETAS = (0.5, 0.9)
+# Generator steps per discriminator step: they read no data, so they cost no privacy; only the
+# discriminator's steps are accounted.
+G_STEPS = 2
 
 
 class _GANSteps:
@@ -60,27 +63,35 @@ class _GANSteps:
 
     def _d_step(self, disc: nn.Module, gan: TabularGAN, d_opt: torch.optim.Optimizer,
                 rows: torch.Tensor, labels: torch.Tensor, n_fake: int) -> float:
-        """Discriminator: real rows (label 1) and detached generated rows (label 0) in one pass."""
+        """Discriminator: real rows ("real" + their class) and detached generated rows ("fake"),
+        in one pass. The loss is the mean of per-row losses, so Opacus' per-sample gradients are
+        each row's own gradient (clipped one by one)."""
         with torch.no_grad():
-            fake, fake_cond = self._fake(gan, n_fake, rows.device)
-        real_cond = nn.functional.one_hot(labels, gan.num_classes).float()
-        logits = disc(torch.cat([rows, fake]), torch.cat([real_cond, fake_cond]))
-        target = torch.cat([torch.ones(len(rows)), torch.zeros(n_fake)]).to(rows.device)
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+            fake, _ = self._fake(gan, n_fake, rows.device)
+        adv, cls = disc(torch.cat([rows, fake]))
+        n_real = len(rows)
+        target = torch.cat([torch.ones(n_real), torch.zeros(n_fake)]).to(rows.device)
+        per_row = nn.functional.binary_cross_entropy_with_logits(adv, target, reduction="none")
+        class_loss = nn.functional.cross_entropy(cls[:n_real], labels, reduction="none")
+        per_row = per_row + torch.cat([class_loss, torch.zeros(n_fake, device=rows.device)])
+        loss = per_row.mean()
         d_opt.zero_grad(set_to_none=True)
         loss.backward()
         d_opt.step()
         return float(loss.detach())
 
     def _g_step(self, gan: TabularGAN, g_opt: torch.optim.Optimizer, n: int, device: torch.device) -> None:
-        """Generator: non-saturating loss on the (frozen, already privatised) discriminator's scores."""
+        """Generator: look real to the (frozen, already privatised) discriminator and be classified
+        as the class it was asked for (non-saturating AC-GAN loss)."""
         disc = gan.discriminator
         frozen = [p.requires_grad for p in disc.parameters()]
         for p in disc.parameters():
             p.requires_grad_(False)
         try:
             fake, cond = self._fake(gan, n, device)
-            loss = nn.functional.binary_cross_entropy_with_logits(disc(fake, cond), torch.ones(n, device=device))
+            adv, cls = disc(fake)
+            loss = nn.functional.binary_cross_entropy_with_logits(adv, torch.ones(n, device=device))
+            loss = loss + nn.functional.cross_entropy(cls, cond.argmax(dim=1))
             g_opt.zero_grad(set_to_none=True)
             loss.backward()
             g_opt.step()
@@ -130,7 +141,8 @@ class PrivateGANTrainer(_GANSteps, PrivateTrainer):
                     losses.append(self._d_step(private_disc, gan, d_opt, rows, labels, self.batch_size))
                     private_disc.disable_hooks()  # the generator's step is not a DP step
                     try:
-                        self._g_step(gan, g_opt, self.batch_size, local.device)
+                        for _ in range(G_STEPS):
+                            self._g_step(gan, g_opt, self.batch_size, local.device)
                     finally:
                         private_disc.enable_hooks()
         finally:
@@ -161,7 +173,8 @@ class NonPrivateGANTrainer(_GANSteps, NonPrivateTrainer):
         for _ in range(self.local_epochs):
             for rows, labels in _batches(loader, local.device):
                 losses.append(self._d_step(gan.discriminator, gan, d_opt, rows, labels, self.batch_size))
-                self._g_step(gan, g_opt, self.batch_size, local.device)
+                for _ in range(G_STEPS):
+                    self._g_step(gan, g_opt, self.batch_size, local.device)
         for p in gan.parameters():
             p.grad = None
         loss = sum(losses) / max(len(losses), 1)

@@ -15,6 +15,9 @@ from common.synthesis.encoding import TableEncoder
 
 LATENT = 32
 HIDDEN = 128
+# The discriminator is smaller than the generator: DP-SGD's noise grows with the square root of
+# the number of noised parameters, while the generator's parameters are never noised.
+DISC_HIDDEN = 64
 
 
 class Generator(nn.Module):
@@ -37,18 +40,22 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """(encoded row, one-hot class) -> logit of "real"."""
+    """Encoded row -> (logit of "real", class logits): an auxiliary-classifier discriminator
+    (AC-GAN). Its class head, trained on real rows under DP-SGD, is how the generator learns
+    what separates the classes; a discriminator that only sees the condition as an input gives
+    the generator too weak a label signal once DP noise is added (measured: TSTR AUC ~0.5)."""
 
-    def __init__(self, dim: int, num_classes: int, hidden: int = HIDDEN) -> None:
+    def __init__(self, dim: int, num_classes: int, hidden: int = DISC_HIDDEN) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(dim + num_classes, hidden), nn.LeakyReLU(0.2),
+            nn.Linear(dim, hidden), nn.LeakyReLU(0.2),
             nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
-            nn.Linear(hidden, 1),
+            nn.Linear(hidden, 1 + num_classes),
         )  # fmt: skip
 
-    def forward(self, rows: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([rows, cond], dim=1)).squeeze(1)
+    def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(rows)
+        return out[:, 0], out[:, 1:]
 
 
 class TabularGAN(nn.Module):
