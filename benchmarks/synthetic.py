@@ -12,7 +12,8 @@ hospitals' real test splits. A maintained library synthesizer was the intended u
 smartnoise-synth 1.0.8 pins opacus<0.15 (medfed needs opacus 1.6), so it was not installed; the
 pooled run of medfed's own synthesizer stands in for it and is labelled so.
 
-    nice -n 10 python benchmarks/synthetic.py --seeds 0,1,2
+    RAY_ADDRESS=local nice -n 10 python benchmarks/synthetic.py --seeds 0,1,2
+    (RAY_ADDRESS=local: start a private Ray instance even if another one runs on the machine)
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--only", default=",".join(VARIANTS))
+    ap.add_argument("--name", default="synthetic", help="results file: benchmarks/results/NAME.json")
     args = ap.parse_args()
     data_dir()
     import torch
@@ -120,7 +122,7 @@ def main() -> None:
     }
     for name, s in summary.items():
         print(f"{name:16s} {s['mean']:.3f} +- {s['std']:.3f} (n={s['n']})")
-    path = write_result("synthetic", {"machine": machine(), "summary": summary, "runs": runs,
+    path = write_result(args.name, {"machine": machine(), "summary": summary, "runs": runs,
                                        "command": " ".join(sys.argv)})
     print(f"results: {path}")
 
