@@ -43,7 +43,7 @@ class Discriminator(nn.Module):
     """Encoded row -> (logit of "real", class logits): an auxiliary-classifier discriminator
     (AC-GAN). Its class head, trained on real rows under DP-SGD, is how the generator learns
     what separates the classes; a discriminator that only sees the condition as an input gives
-    the generator too weak a label signal once DP noise is added (measured: TSTR AUC ~0.5)."""
+    the generator too weak a label signal once DP noise is added (docs/BENCHMARKS.md 4b)."""
 
     def __init__(self, dim: int, num_classes: int, hidden: int = DISC_HIDDEN) -> None:
         super().__init__()
