@@ -54,9 +54,10 @@ def write_synthetic_table(setup: RunSetup, privacy: dict, meta: dict) -> dict[st
     schema = run_schema(cfg, setup.dataset)
     encoder = TableEncoder(schema)
     x, y = generate_rows(setup.model, encoder, cfg.synthesis.rows, setup.dataset.num_classes, cfg.data.seed)
-    df = pd.DataFrame({c.name: (x[:, j].astype(np.int64) if c.integer or c.kind == "categorical" and
-                                np.all(np.mod(c.values, 1) == 0) else x[:, j])
-                       for j, c in enumerate(schema.columns)})
+    def whole(c) -> bool:  # integer columns and integer-coded categories are written as integers
+        return c.integer or (c.kind == "categorical" and all(float(v).is_integer() for v in c.values))
+
+    df = pd.DataFrame({c.name: x[:, j].astype(np.int64) if whole(c) else x[:, j] for j, c in enumerate(schema.columns)})
     df[schema.label] = y.astype(np.int64)
     out = setup.out_dir
     df.to_csv(out / SYNTHETIC_CSV, index=False)
