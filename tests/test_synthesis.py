@@ -273,3 +273,28 @@ def test_a_short_private_federation_writes_a_table_medfed_reads(tmp_path, data_d
                               "--rounds", "1", "--no-secagg", "--out", str(tmp_path / "sim")])
     assert sim.exit_code == 0, sim.output
     assert (tmp_path / "sim" / "report.html").exists()
+
+
+def test_the_memorisation_check_flags_copied_rows_and_tstr_sees_a_useless_table():
+    from common.synthesis.quality import assess
+
+    x, y = heart_rows(300, seed=3)
+    train, test = {"a": (x[:200], y[:200])}, {"a": (x[200:], y[200:])}
+    copied = assess(HEART_DISEASE, (x[:200], y[:200]), train, test)
+    assert copied.dcr_synthetic_median == 0.0 < copied.dcr_test_median
+    assert copied.tstr_mean == pytest.approx(copied.trtr_mean)
+    noise, _ = heart_rows(200, seed=4)
+    useless = assess(HEART_DISEASE, (noise, np.random.default_rng(0).integers(0, 2, 200)), train, test)
+    assert useless.tstr_mean < copied.tstr_mean - 0.2  # labels unrelated to the rows: near chance
+    assert max(useless.marginals.values()) < 0.2  # same declared domain, so the marginals match
+
+
+def test_medfed_synth_refuses_a_too_small_epsilon_before_starting(tmp_path, data_dir):
+    from typer.testing import CliRunner
+
+    from simulations.cli.main import app
+
+    out = CliRunner().invoke(app, ["synth", "--epsilon", "0.01", "--rounds", "200", "--out", str(tmp_path / "o")])
+    assert out.exit_code != 0
+    assert "too small for 200 rounds" in out.output and "raise --epsilon" in out.output
+    assert not (tmp_path / "o").exists()
