@@ -44,6 +44,7 @@ from common.operating_point import (
 from common.models import build_model, get_weights, model_options, resolve_model_name, set_weights
 from common.node_config import PRIVACY_LEDGER_FILE
 from common.privacy import privacy_mode
+from common.synthesis.setup import encode_site, is_synthesis, synthesis_model
 from common.updates import SERVER_ROUND_KEY
 
 log = logging.getLogger("medfed.client")
@@ -54,8 +55,15 @@ class MedfedClient(NumPyClient):
         self.cfg = cfg
         self.settings = settings
         self.run_name = run_name
-        self.dataset, self.site = load_site_data(settings)
         self.device = pick_device(settings.device)
+        self.synthesis = is_synthesis(cfg)
+        if self.synthesis:  # the GAN, on raw rows in the public schema's encoding (no site statistics)
+            self.dataset, raw = load_site_data(settings, normalise=False)
+            encoder, model = synthesis_model(cfg, self.dataset)
+            self.site = encode_site(raw, encoder)
+            self.model = model.to(self.device)
+            return
+        self.dataset, self.site = load_site_data(settings)
         name = resolve_model_name(cfg.training.model, self.dataset.modality)
         sizes = model_options(self.dataset.modality, cfg.data.hash_buckets)
         self.model = build_model(name, self.dataset.input_shape, self.dataset.num_classes, **sizes).to(self.device)
@@ -99,6 +107,9 @@ class MedfedClient(NumPyClient):
 
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict]:
         withheld = self.settings.refusal or (
+            "a synthesis run releases no evaluation (its quality is measured on the synthetic data)"
+            if self.synthesis else ""
+        ) or (
             "" if self.settings.policy.release_evaluation else "the site's policy does not release evaluation "
             "metrics (release-evaluation = false)"
         )

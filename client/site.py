@@ -73,8 +73,11 @@ def site_run(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> Sit
     return SiteRun(identity.name, data, site_in_dataset, identity.state_dir, device, privacy, identity.policy, refusal)
 
 
-def load_site_data(settings: SiteRun, data_dir: str | None = None) -> tuple[FederatedDataset, SiteData]:
-    """The site's data, normalised with statistics of its own training split."""
+def load_site_data(
+    settings: SiteRun, data_dir: str | None = None, *, normalise: bool = True
+) -> tuple[FederatedDataset, SiteData]:
+    """The site's data, normalised with statistics of its own training split (`normalise=False`:
+    raw values, for a synthesis run, whose encoding comes from the public schema instead)."""
     dataset = load_run_dataset(settings.data, data_dir)
     site = dataset.site(settings.site_in_dataset)
-    return dataset, normalise_with_site_stats(site, dataset.modality)
+    return dataset, normalise_with_site_stats(site, dataset.modality) if normalise else site

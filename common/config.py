@@ -256,6 +256,33 @@ class EvaluationConfig:
         return out
 
 
+TASKS = ("classify", "synthesize")
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """What a run produces: a classifier (the default) or a differentially private synthetic table.
+
+    task = "synthesize" trains a conditional GAN (common/synthesis/) on the same apps, SecAgg+ and
+    site policy; the discriminator trains with the privacy mode's local training (DP-SGD under
+    sample-dp), the generator only through it (docs/PRIVACY.md, "Synthetic data")."""
+
+    task: str = "classify"
+    rows: int = 1000  # synthetic rows the server writes after the last round (split evenly by class)
+    schema: str = ""  # JSON schema of the table (common/synthesis/schema.py); "" = the built-in dataset's
+    learning_rate: float = 0.002  # Adam, for both generator and discriminator
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.task not in TASKS:
+            out.append(f"task={self.task!r} is unknown; use one of {', '.join(TASKS)}.")
+        if self.rows < 1:
+            out.append(f"synth-rows={self.rows} must be >= 1.")
+        if not _finite(self.learning_rate) or self.learning_rate <= 0:
+            out.append(f"synth-learning-rate={self.learning_rate} must be a positive number.")
+        return out
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one federated run needs, validated."""
@@ -266,6 +293,7 @@ class RunConfig:
     secagg: SecAggConfig = field(default_factory=SecAggConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     out_dir: str = ""
     # Names the run across restarts: privacy ledgers and checkpoints are keyed by it.
     run_name: str = ""
@@ -288,6 +316,7 @@ class RunConfig:
             + self.secagg.problems(self.data.num_sites)
             + self.federation.problems()
             + self.evaluation.problems()
+            + self.synthesis.problems()
             + site_policy_problems(self.site_policy)
         )
         if self.federation.min_sites > self.data.num_sites:
@@ -450,6 +479,7 @@ _SECTION_TYPES: dict[str, type] = {
     "secagg": SecAggConfig,
     "federation": FederationConfig,
     "evaluation": EvaluationConfig,
+    "synthesis": SynthesisConfig,
 }
 
 # flat kebab-case key -> (section attribute on RunConfig or "" for top level, field, type)
@@ -494,6 +524,10 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "threshold-rule": ("evaluation", "threshold_rule", str),
     "target-sensitivity": ("evaluation", "target_sensitivity", float),
     "bootstrap-resamples": ("evaluation", "bootstrap_resamples", int),
+    "task": ("synthesis", "task", str),
+    "synth-rows": ("synthesis", "rows", int),
+    "synth-schema": ("synthesis", "schema", str),
+    "synth-learning-rate": ("synthesis", "learning_rate", float),
     "out-dir": ("", "out_dir", str),
     "run-name": ("", "run_name", str),
     "site-policy": ("", "site_policy", str),

@@ -23,6 +23,7 @@ from common.metrics import class_breakdown, roc_curve_points
 from common.models import build_model, get_weights, model_options, resolve_model_name, set_weights
 from common.privacy import privacy_mode
 from server.operating import OperatingPointChooser
+from common.synthesis.setup import SYNTH_MODEL_NAME, is_synthesis, synthesis_model
 from server.records import Listener, RunRecorder, load_checkpoint
 from server.secure_aggregation import SecAggSettings, secagg_settings
 from server.strategies import check_strategy
@@ -53,11 +54,15 @@ def prepare_run(cfg: RunConfig, out_dir: Path, *, listeners: Sequence[Listener] 
     mode = privacy_mode(cfg.privacy.mode)
     cfg = mode.calibrated(cfg)
     dataset = load_run_dataset(cfg.data)
-    model_name = resolve_model_name(cfg.training.model, dataset.modality)
-    torch.manual_seed(cfg.data.seed)
-    model = build_model(
-        model_name, dataset.input_shape, dataset.num_classes, **model_options(dataset.modality, cfg.data.hash_buckets)
-    )
+    if is_synthesis(cfg):  # the conditional GAN (generator + discriminator: one weight vector)
+        model_name = SYNTH_MODEL_NAME
+        _, model = synthesis_model(cfg, dataset)
+    else:
+        model_name = resolve_model_name(cfg.training.model, dataset.modality)
+        torch.manual_seed(cfg.data.seed)
+        model = build_model(
+            model_name, dataset.input_shape, dataset.num_classes, **model_options(dataset.modality, cfg.data.hash_buckets)
+        )
     weights = get_weights(model)
     num_sites = max(cfg.data.num_sites, len(dataset.sites)) if cfg.data.partition != "natural" else len(dataset.sites)
     largest = max(len(s.train) for s in dataset.sites.values())
@@ -147,6 +152,8 @@ def central_test_split(dataset: FederatedDataset) -> Split | None:
 
 def make_central_evaluator(setup: RunSetup):
     """Flower `evaluate_fn`: the global model on the operator's held-out split, every round."""
+    if is_synthesis(setup.cfg):
+        return None  # a GAN has no accuracy; the synthetic table's quality report measures it
     split = central_test_split(setup.dataset) if setup.cfg.federation.central_eval else None
     if split is None:
         return None

@@ -57,7 +57,7 @@ def test_medfed_lists_every_command_group() -> None:
     out = subprocess.run([sys.executable, "-m", "simulations.cli", "--help"], capture_output=True, text=True,
                          cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
-    for command in ("simulate", "data", "pki", "server", "client"):
+    for command in ("simulate", "synth", "data", "pki", "server", "client"):
         assert f" {command} " in out.stdout, out.stdout
 
 

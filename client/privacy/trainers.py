@@ -39,7 +39,8 @@ def make_trainer(
     delta) over all its runs, default the run's own budget). Only a trainer that needs the
     ledger opens it, so a site without sample-level DP never reads or creates one."""
     privacy = privacy if privacy is not None else cfg.privacy
-    build = TRAINERS.get(privacy_mode(privacy.mode).local_training)
+    local = privacy_mode(privacy.mode).local_training
+    build = TRAINERS.get(GAN_PREFIX + local if cfg.synthesis.task == "synthesize" else local)
     return build(cfg, privacy, num_examples, ledger_path, run_name, lifetime_budget)
 
 
@@ -72,5 +73,42 @@ def _plain(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_pat
     )
 
 
+def _gan_dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str,
+                lifetime_budget: tuple[float, float] | None) -> Trainer:
+    from client.privacy.gan_trainer import PrivateGANTrainer
+
+    t = cfg.training
+    return PrivateGANTrainer(
+        synth_learning_rate=cfg.synthesis.learning_rate,
+        privacy=privacy,
+        num_rounds=cfg.federation.num_rounds,
+        local_epochs=t.local_epochs,
+        batch_size=t.batch_size,
+        num_examples=num_examples,
+        ledger=PrivacyLedger(ledger_path),
+        run_name=run_name,
+        lifetime_budget=lifetime_budget,
+    )
+
+
+def _gan_plain(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str,
+               lifetime_budget: tuple[float, float] | None) -> Trainer:
+    from client.privacy.gan_trainer import NonPrivateGANTrainer
+
+    t = cfg.training
+    return NonPrivateGANTrainer(
+        synth_learning_rate=cfg.synthesis.learning_rate,
+        local_epochs=t.local_epochs,
+        batch_size=t.batch_size,
+        num_examples=num_examples,
+    )
+
+
+# task = "synthesize": the same local-training key with this prefix (the conditional GAN's
+# trainers, client/privacy/gan_trainer.py; DP-SGD on the discriminator only).
+GAN_PREFIX = "gan-"
+
 TRAINERS.register(DP_SGD, _dp_sgd)
 TRAINERS.register(PLAIN, _plain)
+TRAINERS.register(GAN_PREFIX + DP_SGD, _gan_dp_sgd)
+TRAINERS.register(GAN_PREFIX + PLAIN, _gan_plain)

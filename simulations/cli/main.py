@@ -2,6 +2,7 @@
 
   medfed simulate      a whole federation on this machine (Flower simulation engine)
   medfed report        rebuild a run's report, or compare runs side by side
+  medfed synth         a federated, differentially private synthetic table
   medfed data check    validate and summarise a site's data
   medfed pki ...       consortium CA, server certificate, node identities
   medfed server ...    start the SuperLink, submit a federated run   (operator)
@@ -22,6 +23,7 @@ from simulations.cli.pki import pki_app
 from simulations.cli.report import report
 from simulations.cli.server import server_cli
 from simulations.cli.simulate import simulate
+from simulations.cli.synth import synth
 
 app = typer.Typer(
     help="medfed: federated, privacy-preserving deep learning for hospitals.",
@@ -30,6 +32,7 @@ app = typer.Typer(
 )
 app.command()(simulate)
 app.command()(report)
+app.command()(synth)
 app.add_typer(data_app, name="data")
 app.add_typer(pki_app, name="pki")
 app.add_typer(server_cli, name="server")

@@ -1,0 +1,300 @@
+"""task = synthesize: the public-schema encoding, the GAN trainer's privacy argument (the generator
+never sees a real row or an un-noised gradient; the discriminator's real-row gradients go
+through Opacus' clipping and noise; the ledger counts every round), bad input, and a short
+private federation whose synthetic table medfed itself reads back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from opacus.optimizers import DPOptimizer
+
+from client.privacy.gan_trainer import NonPrivateGANTrainer, PrivateGANTrainer
+from client.privacy.ledger import PrivacyLedger
+from client.privacy.trainers import make_trainer
+from common.config import RunConfig
+from common.datasets.contract import FederatedDataset, SiteData, Split
+from common.errors import ConfigError, DataError, PrivacyBudgetExceededError
+from common.synthesis.encoding import TableEncoder
+from common.synthesis.gan import TabularGAN
+from common.synthesis.schema import HEART_DISEASE, Column, TableSchema, schema_for
+
+CPU = torch.device("cpu")
+
+
+def heart_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows inside the heart-disease schema's domain (not real patients)."""
+    rng = np.random.default_rng(seed)
+    cols = []
+    for c in HEART_DISEASE.columns:
+        if c.kind == "continuous":
+            v = rng.uniform(c.lo, c.hi, n)
+            cols.append(np.round(v) if c.integer else np.round(v, 1))
+        else:
+            cols.append(rng.choice(c.values, n))
+    x = np.column_stack(cols)
+    y = (x[:, 8] > 0).astype(np.int64)  # exang decides the label: learnable
+    return x, y
+
+
+def cfg(**changes) -> RunConfig:
+    base = {"dataset": "heart-disease", "partition": "natural", "task": "synthesize", "num-sites": 4,
+            "epsilon": 5.0, "num-rounds": 2, "local-epochs": 1, "batch-size": 16}
+    return RunConfig.from_flower(RunConfig().to_flower() | base | changes)
+
+
+# ----------------------------------------------------------------------------- schema and encoding
+
+
+def test_encoding_round_trips_values_in_the_declared_domain():
+    enc = TableEncoder(HEART_DISEASE)
+    x, _ = heart_rows(200)
+    back = enc.decode(enc.encode(x).numpy(), np.random.default_rng(0))
+    np.testing.assert_allclose(back, x, atol=1e-6)
+    assert enc.dim == sum(s.width for s in enc.spans)
+
+
+def test_rows_outside_the_declared_domain_are_refused_not_clipped():
+    enc = TableEncoder(HEART_DISEASE)
+    x, _ = heart_rows(20)
+    x[3, 4] = 900.0  # chol
+    with pytest.raises(DataError, match="'chol' outside its declared domain") as err:
+        enc.check(x, "site 'a'")
+    assert "schema" in err.value.fix
+
+
+@pytest.mark.parametrize(
+    "column, words",
+    [
+        (Column("x", "categorical", values=(1.0,)), "at least 2 distinct values"),
+        (Column("x", "continuous", lo=3.0, hi=3.0), "finite min < max"),
+        (Column("x", "text"), "supported kinds are continuous, categorical"),
+    ],
+)
+def test_unusable_schema_columns_are_refused_with_the_fix(column, words):
+    with pytest.raises(ConfigError, match=words) as err:
+        TableSchema((column, Column("y", "categorical", values=(0.0, 1.0)))).validate()
+    assert "synth-schema" in err.value.fix
+
+
+def test_a_table_without_a_schema_is_refused_and_a_schema_file_is_read(tmp_path):
+    with pytest.raises(ConfigError, match="No public schema") as err:
+        schema_for("", "")
+    assert "--schema" in err.value.fix
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps({"columns": [{"name": "a", "kind": "continuous", "min": 0, "max": 1},
+                                            {"name": "b", "kind": "categorical", "values": [0, 1, 2]}]}))
+    schema = schema_for("", str(path))
+    assert schema.names == ("a", "b") and schema.columns[1].values == (0.0, 1.0, 2.0)
+
+
+def test_images_are_refused_until_the_image_generator_exists():
+    from common.synthesis.setup import run_schema
+
+    ds = FederatedDataset("p", "image", (1, 28, 28), 2, ["a", "b"], {})
+    with pytest.raises(ConfigError, match="supports tables"):
+        run_schema(cfg(), ds)
+
+
+def test_task_is_validated():
+    with pytest.raises(ConfigError, match="task='draw' is unknown"):
+        RunConfig.from_flower({"task": "draw"})
+
+
+# ----------------------------------------------------------------------------- the privacy argument
+
+
+def _site(n: int = 48) -> tuple[TableEncoder, Split]:
+    enc = TableEncoder(HEART_DISEASE)
+    x, y = heart_rows(n)
+    return enc, Split(enc.encode(x), torch.from_numpy(y))
+
+
+def test_generator_never_sees_real_rows_and_discriminator_steps_are_dp_sgd(tmp_path):
+    """Spies on one private round: (1) every generator input is (noise, one-hot class), never a
+    data row; (2) every discriminator step is an Opacus DPOptimizer step with noise > 0 and
+    per-sample gradients for each row of the batch; (3) no generator parameter receives a
+    gradient while real rows are in the graph; (4) the generator's step leaves the
+    discriminator's (noised) gradients untouched."""
+    enc, split = _site()
+    torch.manual_seed(0)
+    gan = TabularGAN(enc, 2)
+    t = make_trainer(cfg(), num_examples=len(split), ledger_path=tmp_path / "ledger.json", run_name="r")
+    assert isinstance(t, PrivateGANTrainer)
+    seen_inputs: list[torch.Tensor] = []
+    original_forward = gan.generator.forward
+
+    def spy_forward(z, cond):
+        seen_inputs.extend([z, cond])
+        return original_forward(z, cond)
+
+    gan.generator.forward = spy_forward  # type: ignore[method-assign]
+    phase = {"now": ""}
+    grads_in_d_phase: list[str] = []
+    for name, p in gan.generator.named_parameters():
+        p.register_hook(lambda g, name=name: grads_in_d_phase.append(name) if phase["now"] == "d" else None)
+    d_steps: list[dict] = []
+    original_d, original_g = t._d_step, t._g_step
+
+    def d_step(disc, gan_, d_opt, rows, labels, n_fake):
+        assert isinstance(d_opt, DPOptimizer) and d_opt.noise_multiplier > 0
+        assert d_opt.max_grad_norm == t.privacy.max_grad_norm
+        original_step = d_opt.pre_step
+
+        def pre_step(*a, **k):  # per-sample gradients exist for every real and generated row
+            d_steps.append({"rows": len(rows) + n_fake,
+                            "grad_sample": [p.grad_sample.shape[0] for p in d_opt.params]})
+            return original_step(*a, **k)
+
+        d_opt.pre_step = pre_step
+        phase["now"] = "d"
+        try:
+            return original_d(disc, gan_, d_opt, rows, labels, n_fake)
+        finally:
+            phase["now"] = ""
+            d_opt.pre_step = original_step
+
+    def g_step(gan_, g_opt, n, device):
+        before = [None if p.grad is None else p.grad.clone() for p in gan_.discriminator.parameters()]
+        phase["now"] = "g"
+        original_g(gan_, g_opt, n, device)
+        phase["now"] = ""
+        after = [None if p.grad is None else p.grad.clone() for p in gan_.discriminator.parameters()]
+        assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(before, after))
+
+    t._d_step, t._g_step = d_step, g_step  # type: ignore[method-assign]
+    result = t.train_round(gan, split, device=CPU)
+    assert d_steps and all(set(s["grad_sample"]) == {s["rows"]} for s in d_steps)
+    assert grads_in_d_phase == []
+    width = gan.generator.latent + 2
+    assert seen_inputs and all(inp.shape[1] in (gan.generator.latent, 2) for inp in seen_inputs)
+    assert sum(inp.shape[1] for inp in seen_inputs[:2]) == width
+    real = split.x
+    for inp in seen_inputs:  # no generator input holds a real row (or its encoding)
+        if inp.shape[1] == real.shape[1]:
+            assert not (inp[:, None, :] == real[None, :, :]).all(-1).any()
+    assert result.epsilon is not None and 0 < result.epsilon <= 5.0 and result.noise_multiplier > 0
+
+
+def test_the_ledger_counts_synthesis_rounds_and_refuses_past_the_budget(tmp_path):
+    enc, split = _site()
+    gan = TabularGAN(enc, 2)
+    ledger_path = tmp_path / "ledger.json"
+    run = cfg(**{"num-rounds": 1})
+    make_trainer(run, num_examples=len(split), ledger_path=ledger_path, run_name="synth-1").train_round(gan, split, device=CPU)
+    ledger = PrivacyLedger(ledger_path)
+    entry = ledger.entry("synth-1")
+    assert entry is not None and len(entry.rounds) == 1 and entry.rounds[0].completed
+    assert 4.0 < entry.spent <= 5.0 + 1e-6
+    assert ledger.lifetime_spent(run.privacy.delta) >= entry.spent
+    with pytest.raises(PrivacyBudgetExceededError):  # the planned round is spent: a second one is refused
+        make_trainer(run, num_examples=len(split), ledger_path=ledger_path, run_name="synth-1").train_round(
+            gan, split, device=CPU)
+
+
+def test_no_dp_mode_picks_the_plain_gan_trainer(tmp_path):
+    enc, split = _site(32)
+    t = make_trainer(cfg(**{"privacy-mode": "none"}), num_examples=len(split), ledger_path=tmp_path / "l.json", run_name="r")
+    assert isinstance(t, NonPrivateGANTrainer)
+    result = t.train_round(TabularGAN(enc, 2), split, device=CPU)
+    assert result.epsilon is None and result.steps == 2
+    assert not (tmp_path / "l.json").exists()
+
+
+# ----------------------------------------------------------------------------- bad input before the run
+
+
+def _table_dataset(n_per_site: list[int], constant: bool = False) -> FederatedDataset:
+    sites = {}
+    for i, n in enumerate(n_per_site):
+        x, y = heart_rows(n, seed=i)
+        if constant:
+            x[:, 5] = 0.0  # fbs
+        sites[f"s{i}"] = SiteData(f"s{i}", Split.of(x.astype(np.float32), y), Split.of(x.astype(np.float32), y))
+    return FederatedDataset("heart-disease", "tabular", (10,), 2, ["no", "yes"], sites)
+
+
+def test_preflight_refuses_bad_input_with_the_fix():
+    from simulations.synthesize import preflight
+
+    with pytest.raises(DataError, match="has 6 training rows") as err:
+        preflight(cfg(), _table_dataset([40, 6]))
+    assert "leave the site out" in err.value.fix
+    with pytest.raises(DataError, match="'fbs' has a single value") as err:
+        preflight(cfg(), _table_dataset([40, 40], constant=True))
+    assert "drop the column" in err.value.fix
+    with pytest.raises(ConfigError, match="too small for 50 rounds") as err:
+        preflight(cfg(epsilon=0.05, **{"num-rounds": 50}), _table_dataset([40, 40]))
+    assert "--epsilon" in err.value.fix
+    assert preflight(cfg(), _table_dataset([40, 40])) is HEART_DISEASE
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_a_short_private_federation_writes_a_table_medfed_reads(tmp_path, data_dir):
+    """heart-disease, 4 hospitals, epsilon 5, SecAgg+: the synthetic table loads as a hospital
+    table, passes `medfed data check`, trains with `medfed simulate --data`, carries a data card,
+    beats chance (TSTR AUC > 0.5 on the real test splits), and every site's ledger holds the run."""
+    from typer.testing import CliRunner
+
+    from common.datasets.hospital import load_hospital
+    from simulations.cli.main import app
+    from simulations.simulate import build_config
+    from simulations.synthesize import synthesize
+
+    out = tmp_path / "run"
+    run_cfg = build_config({"task": "synthesize", "dataset": "heart-disease", "partition": "natural", "epsilon": 5.0,
+                            "num-rounds": 4, "local-epochs": 2, "batch-size": 32, "synth-learning-rate": 0.005,
+                            "synth-rows": 400, "out-dir": str(out), "seed": 1})
+    result = synthesize(run_cfg)
+    card = json.loads((out / "datacard.json").read_text())
+    assert card["rows"] == 400 and set(card["source"]["sites"]) == {"cleveland", "hungary", "switzerland", "va"}
+    assert all(0 < p["epsilon"] <= 5.0 + 1e-6 and p["delta"] == 1e-4 for p in card["privacy"]["per_site"].values())
+    assert card["seed"] == 1 and card["model"]["name"] == "tabular-cgan"
+    aucs = [v for v in result.quality.tstr_auc.values() if v is not None]
+    assert np.mean(aucs) > 0.5
+    assert (out / "quality_report.html").read_text().count("TSTR") >= 2
+    for name in card["source"]["sites"]:  # each site's own ledger holds the run's spending
+        ledger = PrivacyLedger(out / "sites" / name / "privacy-ledger.json")
+        (scope,) = ledger.scopes()
+        assert ledger.entry(scope).spent == pytest.approx(card["privacy"]["per_site"][name]["epsilon"])
+    for path in (out / "synthetic.csv", out / "synthetic.parquet"):
+        ds = load_hospital(path, "table")
+        assert ds.modality == "tabular" and ds.input_shape == (10,) and ds.num_classes == 2
+    runner = CliRunner()
+    check = runner.invoke(app, ["data", "check", "--path", str(out / "synthetic.csv"), "--format", "table"])
+    assert check.exit_code == 0, check.output
+    sim = runner.invoke(app, ["simulate", "--data", str(out / "synthetic.csv"), "--format", "table", "--sites", "2",
+                              "--rounds", "1", "--no-secagg", "--out", str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    assert (tmp_path / "sim" / "report.html").exists()
+
+
+def test_the_memorisation_check_flags_copied_rows_and_tstr_sees_a_useless_table():
+    from common.synthesis.quality import assess
+
+    x, y = heart_rows(300, seed=3)
+    train, test = {"a": (x[:200], y[:200])}, {"a": (x[200:], y[200:])}
+    copied = assess(HEART_DISEASE, (x[:200], y[:200]), train, test)
+    assert copied.dcr_synthetic_median == 0.0 < copied.dcr_test_median
+    assert copied.tstr_mean == pytest.approx(copied.trtr_mean)
+    noise, _ = heart_rows(200, seed=4)
+    useless = assess(HEART_DISEASE, (noise, np.random.default_rng(0).integers(0, 2, 200)), train, test)
+    assert useless.tstr_mean < copied.tstr_mean - 0.2  # labels unrelated to the rows: near chance
+    assert max(useless.marginals.values()) < 0.2  # same declared domain, so the marginals match
+
+
+def test_medfed_synth_refuses_a_too_small_epsilon_before_starting(tmp_path, data_dir):
+    from typer.testing import CliRunner
+
+    from simulations.cli.main import app
+
+    out = CliRunner().invoke(app, ["synth", "--epsilon", "0.01", "--rounds", "200", "--out", str(tmp_path / "o")])
+    assert out.exit_code != 0
+    assert "too small for 200 rounds" in out.output and "raise --epsilon" in out.output
+    assert not (tmp_path / "o").exists()
