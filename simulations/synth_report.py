@@ -14,7 +14,8 @@ import numpy as np
 
 from common.synthesis.quality import QualityReport
 from common.synthesis.schema import TableSchema
-from server.report import _fmt, _img, plt
+from server.plots import plt
+from server.report import _fmt, _img
 
 
 def plot_marginals(schema: TableSchema, real: np.ndarray, synthetic: np.ndarray, path: Path) -> Path:
