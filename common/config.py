@@ -17,11 +17,16 @@ from common.datasets.builtin import BUILTIN_DATASETS
 from common.datasets.formats import FORMATS
 from common.errors import ConfigError
 from common.privacy import PRIVACY_MODES, privacy_mode
+from common.privacy.mode import DP_SGD
 
 # "natural" (a dataset's own hospitals) and the virtual partitions of
 # common.datasets.federated.PARTITIONERS (kept in step by a test: that module imports torch).
 PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
 MODELS = ("auto", "cnn", "gru", "lstm", "mlp")
+# Image augmentations a site may apply to its own training batches (client/augmentation.py,
+# kept in step by a test: that module imports torch). No flips: see client/augmentation.py.
+AUGMENTATIONS = ("none", "affine")
+MAX_AUGMENTATION_MULTIPLICITY = 16
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,11 @@ class TrainingConfig:
     momentum: float = 0.9
     proximal_mu: float = 0.01  # used only by strategy=fedprox
     model: str = "auto"
+    # Random augmentation of each training batch (images only) and how many augmented copies
+    # of each example one step sees; under DP-SGD the K copies' gradients are averaged before
+    # the example's clipping (augmentation multiplicity), so they count as one example.
+    augmentation: str = "none"
+    augmentation_multiplicity: int = 1
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -96,6 +106,18 @@ class TrainingConfig:
             out.append(f"proximal-mu={self.proximal_mu} must be >= 0.")
         if self.model not in MODELS:
             out.append(f"model={self.model!r} is unknown; use one of {', '.join(MODELS)}.")
+        if self.augmentation not in AUGMENTATIONS:
+            out.append(f"augmentation={self.augmentation!r} is unknown; use one of {', '.join(AUGMENTATIONS)}.")
+        if not 1 <= self.augmentation_multiplicity <= MAX_AUGMENTATION_MULTIPLICITY:
+            out.append(
+                f"augmentation-multiplicity={self.augmentation_multiplicity} must be between 1 and "
+                f"{MAX_AUGMENTATION_MULTIPLICITY} (each step costs that many forward/backward passes per example)."
+            )
+        elif self.augmentation_multiplicity > 1 and self.augmentation == "none":
+            out.append(
+                f"augmentation-multiplicity={self.augmentation_multiplicity} repeats identical copies without "
+                "an augmentation; set augmentation='affine' or augmentation-multiplicity=1."
+            )
         return out
 
 
@@ -228,6 +250,14 @@ class RunConfig:
             + self.federation.problems()
             + site_policy_problems(self.site_policy)
         )
+        if self.training.augmentation_multiplicity > 1 and self.privacy.clipping == "ghost" and (
+            self.privacy.mode in PRIVACY_MODES and privacy_mode(self.privacy.mode).local_training == DP_SGD
+        ):
+            out.append(
+                f"augmentation-multiplicity={self.training.augmentation_multiplicity} needs clipping='flat': "
+                "ghost clipping clips every augmented copy on its own and cannot average an example's copies "
+                "before its clipping; set clipping='flat' (exact per-example gradients, as fast on these models)."
+            )
         if self.federation.min_sites > self.data.num_sites:
             out.append(
                 f"min-sites={self.federation.min_sites} is above num-sites={self.data.num_sites}; "
@@ -404,6 +434,8 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "learning-rate": ("training", "learning_rate", float),
     "momentum": ("training", "momentum", float),
     "proximal-mu": ("training", "proximal_mu", float),
+    "augmentation": ("training", "augmentation", str),
+    "augmentation-multiplicity": ("training", "augmentation_multiplicity", int),
     "privacy-mode": ("privacy", "mode", str),
     "epsilon": ("privacy", "epsilon", float),
     "delta": ("privacy", "delta", float),
