@@ -4,7 +4,8 @@ A finished run's global model (`global_model.pt` in its out folder) is scored on
 official `val` split (PneumoniaMNIST: 524 images, never trained on: the sites train on the
 official train split); the threshold that maximises balanced accuracy there (Youden's J) is
 then applied to the official test split. The test split never influences the threshold, so
-the test figures at that threshold are honest estimates. Recipes are compared on the
+the test figures at that threshold are honest estimates. Both splits are standardised with
+their own statistics, as the server's central test split is. Recipes are compared on the
 validation figures (AUC, best balanced accuracy); test figures are only reported.
 """
 
@@ -48,7 +49,12 @@ def val_operating_point(out_dir: Path, cfg, data_dir: str) -> dict[str, float] |
     from common.datasets.builtin import pneumoniamnist
     from common.models import build_model, resolve_model_name
 
-    parts = pneumoniamnist.splits(data_dir)
+    from common.datasets.contract import SiteData, normalise_with_site_stats
+
+    # each split standardised with its own statistics, exactly as the server's central test is
+    # (server/run_setup.py central_test_split)
+    parts = {name: normalise_with_site_stats(SiteData(name, s, s), "image").test
+             for name, s in pneumoniamnist.splits(data_dir).items() if name in ("val", "test")}
     model = build_model(resolve_model_name(cfg.training.model, "image"), (1, 28, 28), 2)
     model.load_state_dict(torch.load(Path(out_dir) / "global_model.pt", map_location="cpu", weights_only=True))
     yv, sv = parts["val"].y.reshape(-1).numpy(), binary_scores(model, parts["val"].x)

@@ -99,3 +99,28 @@ def test_interleaved_rotates_order_and_counts() -> None:
     out = _bench.interleaved(variants, reps=3, warmup=1)
     assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert out == {"a": [1.0] * 3, "b": [1.0] * 3, "c": [1.0] * 3}
+
+
+def test_val_operating_point_threshold_comes_from_validation_scores_only() -> None:
+    """Youden's threshold separates a separable validation set, and is a function of the
+    validation scores alone: shifting the test scores cannot move it."""
+    import numpy as np
+
+    import _valpoint
+
+    y = np.array([0, 0, 0, 1, 1, 1])
+    t = _valpoint.youden_threshold(y, np.array([0.1, 0.5, 0.6, 0.7, 0.8, 0.95]))
+    assert 0.6 < t <= 0.7
+    rates = _valpoint._rates(y, np.array([0.1, 0.5, 0.6, 0.7, 0.8, 0.95]), t)
+    assert rates["balanced_accuracy"] == 1.0 and rates["accuracy"] == 1.0
+
+
+def test_accuracy_summary_keeps_recipes_apart() -> None:
+    import accuracy
+
+    cell = next(c for c in accuracy.all_cells() if c.name == "pneumonia-dirichlet1-eps8")
+    runs = [{"cell": cell.name, "seed": 0, "auc": 0.9, "overrides": {}},
+            {"cell": cell.name, "seed": 0, "auc": 0.97, "overrides": {"augmentation": "affine"}}]
+    summary = accuracy.summarise(runs, [cell])
+    assert [(e["recipe"], e["auc"]["mean"]) for e in summary] == [("", 0.9), ("augmentation=affine", 0.97)]
+    assert summary[1]["targets"][0] == {"target": "AUC >= 0.96", "mean": 0.97, "met": True, "by": pytest.approx(0.01)}
