@@ -22,6 +22,7 @@ and the sampler and accountant never see the copies: epsilon does not depend on 
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable, Iterable, Sequence
 
@@ -34,6 +35,18 @@ from common.errors import ModelMismatchError
 from common.models import unwrap_model
 
 Progress = Callable[[int, float], None]  # (epoch number from 1, mean loss of that epoch)
+
+
+def round_learning_rate(base: float, schedule: str, server_round: int, num_rounds: int) -> float:
+    """The local learning rate of round `server_round` (from 1) of `num_rounds`. "cosine" decays
+    it from `base` in round 1 along half a cosine (never to 0: round R gets base * (1 + cos(pi (R-1)/R)) / 2):
+    late rounds then average the noise of more steps into smaller moves, which DP-SGD needs to settle."""
+    if schedule == "constant" or num_rounds <= 1:
+        return base
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+    r = min(max(server_round, 1), num_rounds)
+    return base * 0.5 * (1.0 + math.cos(math.pi * (r - 1) / num_rounds))
 
 
 def make_optimizer(model: nn.Module, lr: float, momentum: float) -> torch.optim.SGD:

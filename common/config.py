@@ -26,6 +26,8 @@ MODELS = ("auto", "cnn", "gru", "lstm", "mlp")
 # Image augmentations a site may apply to its own training batches (client/augmentation.py,
 # kept in step by a test: that module imports torch). No flips: see client/augmentation.py.
 AUGMENTATIONS = ("none", "affine")
+# How the local learning rate moves over the run's rounds (client/training.py round_learning_rate).
+LR_SCHEDULES = ("constant", "cosine")
 MAX_AUGMENTATION_MULTIPLICITY = 16
 
 
@@ -88,6 +90,7 @@ class TrainingConfig:
     # the example's clipping (augmentation multiplicity), so they count as one example.
     augmentation: str = "none"
     augmentation_multiplicity: int = 1
+    learning_rate_schedule: str = "constant"
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -108,6 +111,10 @@ class TrainingConfig:
             out.append(f"model={self.model!r} is unknown; use one of {', '.join(MODELS)}.")
         if self.augmentation not in AUGMENTATIONS:
             out.append(f"augmentation={self.augmentation!r} is unknown; use one of {', '.join(AUGMENTATIONS)}.")
+        if self.learning_rate_schedule not in LR_SCHEDULES:
+            out.append(
+                f"learning-rate-schedule={self.learning_rate_schedule!r} is unknown; use one of {', '.join(LR_SCHEDULES)}."
+            )
         if not 1 <= self.augmentation_multiplicity <= MAX_AUGMENTATION_MULTIPLICITY:
             out.append(
                 f"augmentation-multiplicity={self.augmentation_multiplicity} must be between 1 and "
@@ -436,6 +443,7 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "proximal-mu": ("training", "proximal_mu", float),
     "augmentation": ("training", "augmentation", str),
     "augmentation-multiplicity": ("training", "augmentation_multiplicity", int),
+    "learning-rate-schedule": ("training", "learning_rate_schedule", str),
     "privacy-mode": ("privacy", "mode", str),
     "epsilon": ("privacy", "epsilon", float),
     "delta": ("privacy", "delta", float),

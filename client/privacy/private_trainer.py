@@ -123,6 +123,7 @@ class _LocalRound:
     device: torch.device
     proximal_mu: float
     global_weights: Sequence[np.ndarray] | None
+    learning_rate: float
 
 
 class _LocalTrainer(abc.ABC):
@@ -144,9 +145,12 @@ class _LocalTrainer(abc.ABC):
         device: torch.device,
         proximal_mu: float = 0.0,
         global_weights: Sequence[np.ndarray] | None = None,
+        learning_rate: float | None = None,
     ) -> TrainResult:
-        """One round of local training on `model` (a plain nn.Module, updated in place)."""
-        return self._round(model, train_split, _LocalRound(device, proximal_mu, global_weights))
+        """One round of local training on `model` (a plain nn.Module, updated in place);
+        `learning_rate` this round's rate (a schedule's), default the trainer's."""
+        lr = self.learning_rate if learning_rate is None else learning_rate
+        return self._round(model, train_split, _LocalRound(device, proximal_mu, global_weights, lr))
 
     @abc.abstractmethod
     def _round(self, model: nn.Module, split: Split, local: _LocalRound) -> TrainResult: ...
@@ -155,7 +159,7 @@ class _LocalTrainer(abc.ABC):
         self, model: nn.Module, split: Split, local: _LocalRound, *, shuffle: bool
     ) -> tuple[torch.optim.Optimizer, DataLoader]:
         model.to(local.device)
-        optimizer = make_optimizer(model, self.learning_rate, self.momentum)
+        optimizer = make_optimizer(model, local.learning_rate, self.momentum)
         return optimizer, DataLoader(TensorDataset(split.x, split.y), batch_size=self.batch_size, shuffle=shuffle)
 
     def _epochs(
