@@ -66,10 +66,14 @@ def random_affine(x: torch.Tensor, generator: torch.Generator | None = None) -> 
 
 def make_augment(name: str, seed: int | None = None) -> Augment | None:
     """The augmentation a run's `augmentation` setting names (None for "none"). With `seed`, its
-    own generator makes the sequence of augmented batches reproducible."""
+    own generator makes the sequence of augmented batches reproducible. "auto" augments image
+    batches (n, C, H, W) and passes signals (n, C, L) and tables (n, F) through unchanged: the
+    registry's models tell the modalities apart by the same shapes."""
     if name not in AUGMENTATIONS:
         raise ConfigError(f"augmentation={name!r} is unknown.", f"use one of {', '.join(AUGMENTATIONS)}.")
     if name == "none":
         return None
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    if name == "auto":
+        return lambda x: random_affine(x, generator) if x.dim() == 4 else x
     return lambda x: random_affine(x, generator)

@@ -25,7 +25,8 @@ PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
 MODELS = ("auto", "cnn", "gru", "lstm", "mlp")
 # Image augmentations a site may apply to its own training batches (client/augmentation.py,
 # kept in step by a test: that module imports torch). No flips: see client/augmentation.py.
-AUGMENTATIONS = ("none", "affine")
+# "auto": "affine" for images, nothing for signals and tables.
+AUGMENTATIONS = ("auto", "none", "affine")
 # How the local learning rate moves over the run's rounds (client/training.py round_learning_rate).
 LR_SCHEDULES = ("constant", "cosine")
 MAX_AUGMENTATION_MULTIPLICITY = 16

@@ -57,8 +57,12 @@ def test_affine_is_a_mild_geometric_change_that_keeps_the_content():
 
 
 def test_augmentation_names_match_the_config_and_bad_input_is_refused():
-    assert set(AUGMENTATIONS) == {"none", "affine"}
+    assert set(AUGMENTATIONS) == {"auto", "none", "affine"}
     assert make_augment("none") is None
+    signals, table = torch.randn(4, 1, 140), torch.randn(4, 10)
+    assert make_augment("auto")(signals) is signals and make_augment("auto")(table) is table
+    x = images()
+    assert torch.equal(make_augment("auto", seed=1)(x), make_augment("affine", seed=1)(x))
     with pytest.raises(ConfigError, match="unknown"):
         make_augment("hflip")
     with pytest.raises(ConfigError, match="augmentation='none'"):
