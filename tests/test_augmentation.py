@@ -72,11 +72,12 @@ def test_augmentation_names_match_the_config_and_bad_input_is_refused():
 def test_config_refuses_multiplicity_without_augmentation_or_with_ghost_clipping():
     base = RunConfig().to_flower()
     with pytest.raises(ConfigError, match="augmentation-multiplicity=4 repeats identical copies"):
-        RunConfig.from_flower(base | {"augmentation-multiplicity": 4, "clipping": "flat"})
+        RunConfig.from_flower(base | {"augmentation": "none", "augmentation-multiplicity": 4, "clipping": "flat"})
     with pytest.raises(ConfigError, match="needs clipping='flat'"):
         RunConfig.from_flower(base | {"augmentation": "affine", "augmentation-multiplicity": 4})
     cfg = RunConfig.from_flower(base | {"augmentation": "affine", "augmentation-multiplicity": 4, "clipping": "flat"})
     assert cfg.training.augmentation_multiplicity == 4
+    assert RunConfig().training.augmentation == "auto"  # the default since the accuracy benchmark (BENCHMARKS.md 4a)
     # client-level DP trains plain (no per-example clipping): ghost is irrelevant there
     RunConfig.from_flower(base | {"augmentation": "affine", "augmentation-multiplicity": 2, "privacy-mode": "client-dp"})
 
