@@ -96,7 +96,7 @@ EPS_AXIS = [("eps1", 1.0), ("eps3", 3.0), ("eps5", 5.0), ("eps8", 8.0), ("nodp",
 
 
 def accuracy_plot(data: dict, out: Path) -> Path:
-    summary = {e["cell"]: e for e in data["summary"]}
+    summary = {e["cell"]: e for e in data["summary"] if not e.get("recipe")}  # medfed's defaults only
     panels = [
         ("PneumoniaMNIST, 4 hospitals", [
             ("IID AUC", "pneumonia-iid-{}", "auc", "-"), ("IID accuracy", "pneumonia-iid-{}", "accuracy", "--"),

@@ -95,9 +95,11 @@ def accuracy_table(d: dict) -> str:
         def ms(metric: str) -> str:
             return f"{e[metric]['mean']:.3f} ± {e[metric]['std']:.3f}" if metric in e else "-"
         verdict = "; ".join(f"{c['target']}: {'met' if c['met'] else '**missed**'} ({c['by']:+.3f})" for c in e["targets"])
-        rows.append([e["cell"], len(e["seeds"]), ms("auc"), ms("accuracy"), ms("mean_site_accuracy"), verdict or "-"])
-    return _bench.table(rows, ["cell", "seeds", "AUC (global)", "accuracy (global)", "mean per-hospital accuracy",
-                               "target"])
+        name = e["cell"] + (f" [{e['recipe']}]" if e.get("recipe") else "")
+        rows.append([name, len(e["seeds"]), ms("auc"), ms("accuracy"), ms("balanced_accuracy"),
+                     ms("mean_site_accuracy"), verdict or "-"])
+    return _bench.table(rows, ["cell", "seeds", "AUC (global)", "accuracy (op. point)", "balanced accuracy (op. point)",
+                               "mean per-hospital accuracy", "target"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,3 +99,14 @@ def test_interleaved_rotates_order_and_counts() -> None:
     out = _bench.interleaved(variants, reps=3, warmup=1)
     assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert out == {"a": [1.0] * 3, "b": [1.0] * 3, "c": [1.0] * 3}
+
+
+def test_accuracy_summary_keeps_recipes_apart() -> None:
+    import accuracy
+
+    cell = next(c for c in accuracy.all_cells() if c.name == "pneumonia-dirichlet1-eps8")
+    runs = [{"cell": cell.name, "seed": 0, "auc": 0.9, "overrides": {}},
+            {"cell": cell.name, "seed": 0, "auc": 0.97, "overrides": {"augmentation": "affine"}}]
+    summary = accuracy.summarise(runs, [cell])
+    assert [(e["recipe"], e["auc"]["mean"]) for e in summary] == [("", 0.9), ("augmentation=affine", 0.97)]
+    assert summary[1]["targets"][0] == {"target": "AUC >= 0.96", "mean": 0.97, "met": True, "by": pytest.approx(0.01)}

@@ -38,6 +38,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from client.augmentation import make_augment
 from client.privacy.lifetime import run_epsilon
 from client.privacy.ledger import HistoryItem, LedgerEntry, PrivacyLedger, RoundRecord
 from client.training import make_optimizer, train_epochs
@@ -122,6 +123,7 @@ class _LocalRound:
     device: torch.device
     proximal_mu: float
     global_weights: Sequence[np.ndarray] | None
+    learning_rate: float
 
 
 class _LocalTrainer(abc.ABC):
@@ -132,6 +134,8 @@ class _LocalTrainer(abc.ABC):
     batch_size: int
     learning_rate: float
     momentum: float
+    augmentation: str = "none"
+    multiplicity: int = 1
 
     def train_round(
         self,
@@ -141,9 +145,12 @@ class _LocalTrainer(abc.ABC):
         device: torch.device,
         proximal_mu: float = 0.0,
         global_weights: Sequence[np.ndarray] | None = None,
+        learning_rate: float | None = None,
     ) -> TrainResult:
-        """One round of local training on `model` (a plain nn.Module, updated in place)."""
-        return self._round(model, train_split, _LocalRound(device, proximal_mu, global_weights))
+        """One round of local training on `model` (a plain nn.Module, updated in place);
+        `learning_rate` this round's rate (a schedule's), default the trainer's."""
+        lr = self.learning_rate if learning_rate is None else learning_rate
+        return self._round(model, train_split, _LocalRound(device, proximal_mu, global_weights, lr))
 
     @abc.abstractmethod
     def _round(self, model: nn.Module, split: Split, local: _LocalRound) -> TrainResult: ...
@@ -152,7 +159,7 @@ class _LocalTrainer(abc.ABC):
         self, model: nn.Module, split: Split, local: _LocalRound, *, shuffle: bool
     ) -> tuple[torch.optim.Optimizer, DataLoader]:
         model.to(local.device)
-        optimizer = make_optimizer(model, self.learning_rate, self.momentum)
+        optimizer = make_optimizer(model, local.learning_rate, self.momentum)
         return optimizer, DataLoader(TensorDataset(split.x, split.y), batch_size=self.batch_size, shuffle=shuffle)
 
     def _epochs(
@@ -172,6 +179,8 @@ class _LocalTrainer(abc.ABC):
             proximal_mu=local.proximal_mu,
             global_weights=local.global_weights,
             criterion=criterion,
+            augment=make_augment(self.augmentation),  # global RNG: seeded per site and round
+            multiplicity=self.multiplicity,
         )
 
 
@@ -192,9 +201,13 @@ class PrivateTrainer(_LocalTrainer):
         momentum: float = 0.9,
         allow_budget_change: bool = False,
         lifetime_budget: tuple[float, float] | None = None,
+        augmentation: str = "none",
+        multiplicity: int = 1,
     ) -> None:
         """`lifetime_budget`: the site's (total-epsilon, delta) over all runs on its data (its
-        policy); None takes the fail-closed default, the run's own (epsilon, delta)."""
+        policy); None takes the fail-closed default, the run's own (epsilon, delta).
+        `augmentation`/`multiplicity`: see client/training.py; K copies of an example are one
+        example to the sampler, the clipping and the accountant, so nothing here depends on K."""
         if privacy_mode(privacy.mode).local_training != DP_SGD:
             raise ConfigError(
                 f"PrivateTrainer implements DP-SGD, which privacy-mode={privacy.mode!r} does not use.",
@@ -207,6 +220,18 @@ class PrivateTrainer(_LocalTrainer):
             raise ConfigError(
                 f"num_rounds={num_rounds}, local_epochs={local_epochs}, batch_size={batch_size} must all be >= 1.",
                 "fix the run configuration.",
+            )
+        make_augment(augmentation)  # an unknown name fails before any ledger is touched
+        if multiplicity < 1 or (multiplicity > 1 and augmentation == "none"):
+            raise ConfigError(
+                f"augmentation-multiplicity={multiplicity} with augmentation={augmentation!r} is invalid.",
+                "use augmentation-multiplicity >= 1, and > 1 only with an augmentation.",
+            )
+        if multiplicity > 1 and privacy.clipping == "ghost":
+            raise ConfigError(
+                f"augmentation-multiplicity={multiplicity} needs per-example gradients, which ghost clipping "
+                "does not keep (it would clip each augmented copy on its own).",
+                "set clipping='flat' or augmentation-multiplicity=1.",
             )
         if num_examples < MIN_PRIVATE_EXAMPLES:
             raise DataError(
@@ -222,6 +247,8 @@ class PrivateTrainer(_LocalTrainer):
         self.local_epochs = local_epochs
         self.learning_rate = learning_rate
         self.momentum = momentum
+        self.augmentation = augmentation
+        self.multiplicity = multiplicity
         self.batch_size = min(batch_size, num_examples)  # q > 1 would break the accountant
         self.steps_per_epoch = math.ceil(num_examples / self.batch_size)
         self.sample_rate = 1.0 / self.steps_per_epoch
@@ -429,7 +456,12 @@ class NonPrivateTrainer(_LocalTrainer):
         learning_rate: float = 0.5,
         momentum: float = 0.9,
         num_rounds: int | None = None,  # accepted for interface parity; nothing is budgeted
+        augmentation: str = "none",
+        multiplicity: int = 1,
     ) -> None:
+        make_augment(augmentation)
+        self.augmentation = augmentation
+        self.multiplicity = multiplicity
         self.local_epochs = local_epochs
         self.batch_size = max(1, min(batch_size, num_examples))
         self.num_examples = num_examples

@@ -58,6 +58,8 @@ def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_pa
         learning_rate=t.learning_rate,
         momentum=t.momentum,
         lifetime_budget=lifetime_budget,
+        augmentation=t.augmentation,
+        multiplicity=t.augmentation_multiplicity,
     )
 
 
@@ -70,6 +72,8 @@ def _plain(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_pat
         num_examples=num_examples,
         learning_rate=t.learning_rate,
         momentum=t.momentum,
+        augmentation=t.augmentation,
+        multiplicity=t.augmentation_multiplicity,
     )
 
 
