@@ -117,7 +117,10 @@ def start(settings: EngineSettings, num_sites: int, *, verbose: bool = False) ->
     if settings.address is None:
         _check_local_capacity(resources)  # before Ray starts: this machine's counts are known
         try:
-            ray.init(num_cpus=os.cpu_count() or 1, _node_ip_address=LOOPBACK, **common)
+            # address="local": always a new private instance. Without it Ray would attach to any
+            # cluster `ray start` left on this machine (RAY_ADDRESS, /tmp/ray/ray_current_cluster),
+            # and the user asked for a cluster only with --ray-address.
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, _node_ip_address=LOOPBACK, **common)
         except Exception as err:  # Ray raises bare RuntimeError/ValueError here
             raise ConfigError(f"Could not start the local Ray engine: {err}", "run with --verbose for Ray's log.") from err
     else:  # the cluster's own addresses apply: this driver must reach its nodes and they it
