@@ -199,26 +199,17 @@ def _print_tables(ds: FederatedDataset, summary: dict) -> None:
                 shape,
                 "; ".join(mine) or "-",
             )
-    if "central_val" in summary:
-        central = summary["central_val"]
-        table.add_row(
-            "(central validation)",
-            "val",
-            str(central["val"]),
-            " ".join(f"{c}:{n}" for c, n in zip(ds.class_names, central["class_counts"], strict=True)),
-            shape,
-            "-",
-        )
-    if "central_test" in summary:
-        central = summary["central_test"]
-        table.add_row(
-            "(central test)",
-            "test",
-            str(central["test"]),
-            " ".join(f"{c}:{n}" for c, n in zip(ds.class_names, central["class_counts"], strict=True)),
-            shape,
-            "-",
-        )
+    for key, label, split in (("central_val", "(central validation)", "val"), ("central_test", "(central test)", "test")):
+        if key in summary:
+            central = summary[key]
+            table.add_row(
+                label,
+                split,
+                str(central[split]),
+                " ".join(f"{c}:{n}" for c, n in zip(ds.class_names, central["class_counts"], strict=True)),
+                shape,
+                "-",
+            )
     console.print(table)
     if "text" in summary and summary["text"]["documents"]:
         text = summary["text"]

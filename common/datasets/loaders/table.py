@@ -36,17 +36,9 @@ def read_table(path: Path, *, label_column: str = "label") -> RawData:
         )
     if df.empty:
         raise DataError(f"The table {path} has a header but no rows.", "export the rows too.")
-    split = None
-    if "split" in df.columns and label_column != "split":
-        s = df.pop("split").astype(str).str.strip().str.lower()
-        bad = ~s.isin(SPLITS)
-        if bad.any():
-            i = int(np.argmax(bad.to_numpy()))
-            raise DataError(
-                f"The table {path} has split {s.iloc[i]!r} on {row_word} {i + offset}.",
-                "use train or test in the split column (or drop it for an automatic stratified split).",
-            )
-        split = s.to_numpy()
+    split = split_column(df, path, label_column, row_word, offset)
+    if split is not None:
+        df.pop("split")
     labels = df.pop(label_column)
     if df.shape[1] == 0:
         raise DataError(
@@ -80,14 +72,46 @@ def read_table(path: Path, *, label_column: str = "label") -> RawData:
         raise DataError(
             f"The table {path} has an empty label on {row_word} {i + offset}.", "fill in the label or drop the row."
         )
-    integer = pd.api.types.is_integer_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
+    values, kind = label_values(labels)
     return RawData(
         x=x.astype(np.float32),
-        labels=labels.to_numpy() if integer else labels.astype(str).str.strip().to_numpy(),
+        labels=values,
         modality="tabular",
         source=path,
-        label_kind="index" if integer else "categorical",
+        label_kind=kind,
         split=split,
         locate=lambda i: f"{row_word} {i + offset} of {path}",
         checksums={path.name: file_sha256(path)},
     )
+
+
+def split_column(df: pd.DataFrame, path: Path, label_column: str, row_word: str, offset: int) -> np.ndarray | None:
+    """The table's optional `split` column (train/test per row), checked; None when it has none.
+
+    Shared by every table format (numeric tables, text tables): one spelling of the rule and of
+    its error."""
+    if "split" not in df.columns or label_column == "split":
+        return None
+    s = df["split"].astype(str).str.strip().str.lower()
+    bad = ~s.isin(SPLITS)
+    if bad.any():
+        i = int(np.argmax(bad.to_numpy()))
+        raise DataError(
+            f"The table {path} has split {s.iloc[i]!r} on {row_word} {i + offset}.",
+            "use train or test in the split column (or drop it for an automatic stratified split).",
+        )
+    return s.to_numpy()
+
+
+def label_values(labels: pd.Series, *, digits_are_indices: bool = False) -> tuple[np.ndarray, str]:
+    """(label values, RawData label kind) of a table's label column: integers are class indices,
+    anything else a categorical name (stripped text). With ``digits_are_indices`` a text column
+    whose every value is a whole number (a text table read as strings) counts as indices too."""
+    integer = pd.api.types.is_integer_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
+    if not integer and digits_are_indices:
+        as_int = pd.to_numeric(labels.astype(str).str.strip(), errors="coerce")
+        if as_int.notna().all() and (as_int == as_int.round()).all():
+            labels, integer = as_int.astype(np.int64), True
+    if integer:
+        return labels.to_numpy(), "index"
+    return labels.astype(str).str.strip().to_numpy(), "categorical"

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from common.datasets.formats.table import PARQUET_SUFFIXES
-from common.datasets.loaders.base import SPLITS, RawData, file_sha256, reading, require_nonempty_file
+from common.datasets.loaders.base import RawData, file_sha256, reading, require_nonempty_file
+from common.datasets.loaders.table import label_values, split_column
 from common.datasets.tokenise import DEFAULT_HASH_BUCKETS, DEFAULT_MAX_TOKENS, Tokeniser
 from common.errors import DataError
 
@@ -59,19 +60,16 @@ def read_text_table(
         raise DataError(
             f"The table {path} has an empty label on {row_word} {i + offset}.", "fill in the label or drop the row."
         )
-    split = _split(df, path, label_column, row_word, offset)
+    split = split_column(df, path, label_column, row_word, offset)
     x, _lengths = tokeniser.encode(texts)
-    integer = pd.api.types.is_integer_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
-    if not integer:  # CSV labels are read as text: "3" is still the class index 3
-        as_int = pd.to_numeric(labels.astype(str).str.strip(), errors="coerce")
-        if as_int.notna().all() and (as_int == as_int.round()).all():
-            labels, integer = as_int.astype(np.int64), True
+    # CSV labels are read as text here: "3" is still the class index 3
+    values, kind = label_values(labels, digits_are_indices=True)
     return RawData(
         x=x,
-        labels=labels.to_numpy() if integer else labels.astype(str).str.strip().to_numpy(),
+        labels=values,
         modality="text",
         source=path,
-        label_kind="index" if integer else "categorical",
+        label_kind=kind,
         split=split,
         locate=lambda i: f"{row_word} {i + offset} of {path}",
         checksums={path.name: file_sha256(path)},
@@ -122,17 +120,3 @@ def _texts(column: pd.Series, path: Path, name: str, row_word: str, offset: int)
             )
         out.append(cell)
     return out
-
-
-def _split(df: pd.DataFrame, path: Path, label_column: str, row_word: str, offset: int) -> np.ndarray | None:
-    if "split" not in df.columns or label_column == "split":
-        return None
-    s = df["split"].astype(str).str.strip().str.lower()
-    bad = ~s.isin(SPLITS)
-    if bad.any():
-        i = int(np.argmax(bad.to_numpy()))
-        raise DataError(
-            f"The table {path} has split {s.iloc[i]!r} on {row_word} {i + offset}.",
-            "use train or test in the split column (or drop it for an automatic stratified split).",
-        )
-    return s.to_numpy()
