@@ -52,12 +52,23 @@ from common.operating_point import (
 Recorder = Callable[[int, dict], None]
 
 
+def operator_standardised(dataset: FederatedDataset, split: Split) -> Split:
+    """One of the operator's splits, standardised the way the operator's validation split is.
+
+    The operator standardises like a site, with statistics of data it may look at: its
+    validation split when it holds one (the official splits), so test inputs never shape their
+    own preprocessing; without one (pooled site test rows) the split's own statistics.
+    """
+    val = dataset.central_val
+    reference = val if val is not None and len(val) else split
+    return normalise_with_site_stats(SiteData("central", reference, split), dataset.modality).test
+
+
 def central_validation_split(dataset: FederatedDataset) -> Split | None:
-    """The operator's validation split, normalised with its own statistics (as the central test is)."""
+    """The operator's validation split, standardised with its own statistics; None without one."""
     if dataset.central_val is None or len(dataset.central_val) == 0:
         return None
-    holder = SiteData("central-val", dataset.central_val, dataset.central_val)
-    return normalise_with_site_stats(holder, dataset.modality).test
+    return operator_standardised(dataset, dataset.central_val)
 
 
 def default_point(cfg: RunConfig, num_classes: int, note: str) -> OperatingPoint:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from common.config import RunConfig
-from common.datasets.contract import FederatedDataset, SiteData, Split, normalise_with_site_stats
+from common.datasets.contract import FederatedDataset, Split
 from common.datasets.selection import load_run_dataset
 from common.device import pick_device
 from common.errors import ConfigError
@@ -22,7 +22,7 @@ from common.evaluation import evaluate_at
 from common.metrics import class_breakdown, roc_curve_points
 from common.models import build_model, get_weights, model_options, resolve_model_name, set_weights
 from common.privacy import privacy_mode
-from server.operating import OperatingPointChooser
+from server.operating import OperatingPointChooser, operator_standardised
 from common.synthesis.setup import SYNTH_MODEL_NAME, is_synthesis, synthesis_model
 from server.records import Listener, RunRecorder, load_checkpoint
 from server.secure_aggregation import SecAggSettings, secagg_settings
@@ -137,17 +137,11 @@ def _check_same_config(out_dir: Path, cfg: RunConfig) -> None:
 
 
 def central_test_split(dataset: FederatedDataset) -> Split | None:
-    """The operator's held-out split, normalised the way the operator's validation split is.
-
-    The operator standardises like a site: with statistics of data it may look at. That is its
-    validation split when it holds one (the official splits), so test inputs never shape their
-    own preprocessing; without one (pooled site test rows) the test split's own statistics.
-    """
+    """The operator's held-out test split, standardised as its validation split is
+    (`operator_standardised`); None without one."""
     if dataset.central_test is None:
         return None
-    reference = dataset.central_val if dataset.central_val is not None and len(dataset.central_val) else dataset.central_test
-    holder = SiteData("central", reference, dataset.central_test)
-    return normalise_with_site_stats(holder, dataset.modality).test
+    return operator_standardised(dataset, dataset.central_test)
 
 
 def make_central_evaluator(setup: RunSetup):
