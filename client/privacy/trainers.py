@@ -8,7 +8,7 @@ A new mode that trains like an existing one reuses its key and needs nothing her
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 from client.privacy.ledger import PrivacyLedger
 from client.privacy.private_trainer import NonPrivateTrainer, PrivateTrainer
@@ -44,10 +44,12 @@ def make_trainer(
     return build(cfg, privacy, num_examples, ledger_path, run_name, lifetime_budget)
 
 
-def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str,
-            lifetime_budget: tuple[float, float] | None) -> Trainer:
+def _dp_sgd_accounting(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str,
+                       lifetime_budget: tuple[float, float] | None) -> dict[str, Any]:
+    """What every DP-SGD trainer (classifier or GAN discriminator) needs to plan, reserve and
+    refuse its spend: one list, so the two trainers can never be accounted differently."""
     t = cfg.training
-    return PrivateTrainer(
+    return dict(
         privacy=privacy,
         num_rounds=cfg.federation.num_rounds,
         local_epochs=t.local_epochs,
@@ -55,9 +57,17 @@ def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_pa
         num_examples=num_examples,
         ledger=PrivacyLedger(ledger_path),
         run_name=run_name,
+        lifetime_budget=lifetime_budget,
+    )
+
+
+def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_path: Path, run_name: str,
+            lifetime_budget: tuple[float, float] | None) -> Trainer:
+    t = cfg.training
+    return PrivateTrainer(
+        **_dp_sgd_accounting(cfg, privacy, num_examples, ledger_path, run_name, lifetime_budget),
         learning_rate=t.learning_rate,
         momentum=t.momentum,
-        lifetime_budget=lifetime_budget,
         augmentation=t.augmentation,
         multiplicity=t.augmentation_multiplicity,
     )
@@ -81,17 +91,9 @@ def _gan_dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledge
                 lifetime_budget: tuple[float, float] | None) -> Trainer:
     from client.privacy.gan_trainer import PrivateGANTrainer
 
-    t = cfg.training
     return PrivateGANTrainer(
         synth_learning_rate=cfg.synthesis.learning_rate,
-        privacy=privacy,
-        num_rounds=cfg.federation.num_rounds,
-        local_epochs=t.local_epochs,
-        batch_size=t.batch_size,
-        num_examples=num_examples,
-        ledger=PrivacyLedger(ledger_path),
-        run_name=run_name,
-        lifetime_budget=lifetime_budget,
+        **_dp_sgd_accounting(cfg, privacy, num_examples, ledger_path, run_name, lifetime_budget),
     )
 
 
