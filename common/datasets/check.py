@@ -101,19 +101,9 @@ def _split_problems(ds: FederatedDataset, split: Split) -> list[str]:
     return out
 
 
-def class_counts(split: Split, num_classes: int) -> list[int]:
-    """Per-class counts that never fail: labels outside 0..num_classes-1 are left out."""
-    y = split.y.long()
-    y = y[(y >= 0) & (y < num_classes)]
-    return torch.bincount(y, minlength=max(num_classes, 0)).tolist()
-
-
 def summarise(ds: FederatedDataset) -> dict:
     """`ds.summary()` plus ``problems`` (per site and overall), ``warnings`` and ``valid``."""
-    try:
-        summary = ds.summary()
-    except (ValueError, RuntimeError):  # np.bincount refuses negative labels: report, don't crash
-        summary = _safe_summary(ds)
+    summary = ds.summary()  # out-of-range labels are not counted there; check_dataset names them
     problems = check_dataset(ds)
     warnings = dataset_warnings(ds)
     for name, entry in summary["sites"].items():
@@ -122,10 +112,10 @@ def summarise(ds: FederatedDataset) -> dict:
     if ds.central_test is not None:
         summary["central_test"] = {
             "test": len(ds.central_test),
-            "class_counts": class_counts(ds.central_test, ds.num_classes),
+            "class_counts": ds.central_test.class_counts(ds.num_classes),
         }
     if ds.central_val is not None:  # the operator's validation split: the operating point's data
-        summary["central_val"] = {"val": len(ds.central_val), "class_counts": class_counts(ds.central_val, ds.num_classes)}
+        summary["central_val"] = {"val": len(ds.central_val), "class_counts": ds.central_val.class_counts(ds.num_classes)}
     if ds.modality == "text":
         summary["text"] = text_summary(ds)
     summary["problems"] = problems
@@ -153,28 +143,4 @@ def text_summary(ds: FederatedDataset) -> dict:
         "tokens": {name: int(q) for name, q in zip(("min", "median", "p90", "max"), quantiles.tolist())},
         "at_max_tokens": at_max,
         "at_max_tokens_fraction": at_max / len(lengths),
-    }
-
-
-def _safe_summary(ds: FederatedDataset) -> dict:
-    """Like `FederatedDataset.summary`, counting only in-range labels (for broken datasets)."""
-    return {
-        "dataset": ds.name,
-        "modality": ds.modality,
-        "input_shape": list(ds.input_shape),
-        "num_classes": ds.num_classes,
-        "class_names": ds.class_names,
-        "sites": {
-            name: {
-                "train": len(s.train),
-                "val": len(s.val) if s.val is not None else 0,
-                "test": len(s.test),
-                "class_counts": {
-                    "train": class_counts(s.train, ds.num_classes),
-                    "val": class_counts(s.val, ds.num_classes) if s.val is not None else [0] * ds.num_classes,
-                    "test": class_counts(s.test, ds.num_classes),
-                },
-            }
-            for name, s in ds.sites.items()
-        },
     }

@@ -42,7 +42,12 @@ class Split:
         return int(self.y.shape[0])
 
     def class_counts(self, num_classes: int) -> list[int]:
-        return np.bincount(self.y.numpy(), minlength=num_classes).astype(int).tolist()
+        """Rows per class 0..num_classes-1. Labels outside that range are left out rather than
+        raising or lengthening the list: `medfed data check` summarises broken datasets too and
+        reports such labels as problems of their own (common/datasets/check.py)."""
+        y = self.y.long()
+        y = y[(y >= 0) & (y < num_classes)]
+        return torch.bincount(y, minlength=max(num_classes, 0)).tolist()
 
 
 @dataclass
