@@ -153,7 +153,7 @@ def select(cells: list[Cell], only: str) -> list[Cell]:
 
 
 def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool,
-             overrides: dict[str, str] | None = None) -> dict:
+             overrides: dict[str, str] | None = None, keep_rounds: Path | None = None) -> dict:
     from simulations.simulate import build_config, run
 
     changes = dict(cell.changes) | dict(overrides or {})
@@ -161,7 +161,8 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool,
         changes.update({"num-rounds": 1, "local-epochs": 1})
     cfg = build_config(changes | {"seed": seed, "out-dir": str(workdir / f"{cell.name}-seed{seed}")})
     started = time.monotonic()
-    result = run(cfg, data_dir=data_dir)
+    result = run(cfg, data_dir=data_dir, listeners=[_round_keeper(cfg, keep_rounds / f"{cell.name}-seed{seed}")]
+                 if keep_rounds else ())
     wall = time.monotonic() - started
     final = result.metrics["final"]
     point = final.get("operating_point") or {}
@@ -196,6 +197,20 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool,
         "wall_seconds": round(wall, 1),
         "seconds_per_round": round(result.seconds / cfg.federation.num_rounds, 1),
     } | (text_reference(seed, data_dir) if cell.family == "text" else {})
+
+
+def _round_keeper(cfg, dest: Path):
+    """A listener that copies the run's checkpoint (weights and server-optimiser state) after
+    every round to dest/round<r>.npz, with the run config: what benchmarks/ema_replay.py reads.
+    The recorder writes the checkpoint before it announces the round's end, so each copy is whole."""
+    import shutil
+
+    def keep(kind: str, payload: dict) -> None:
+        if kind == "round_end" and payload["round"] > 0:
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(cfg.out_dir) / "checkpoint.npz", dest / f"round{payload['round']}.npz")
+            (dest / "run-config.json").write_text(json.dumps(cfg.to_flower(), indent=1))
+    return keep
 
 
 def validation_auc(cfg, out_dir: Path, data_dir: str) -> float | None:
@@ -282,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge", type=Path, action="append", default=[],
                     help="add the runs recorded in another results file (e.g. from a parallel --out run) and exit")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--keep-rounds", type=Path, default=None, metavar="DIR",
+                    help="keep every round's checkpoint under DIR/<cell>-seed<seed>/ (for benchmarks/ema_replay.py)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change a run setting (kebab-case key) in every chosen cell; use with --out")
     args = ap.parse_args(argv)
@@ -347,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                        and r.get("overrides", {}) == overrides for r in runs):
                     continue
                 print(f"accuracy: {cell.name} seed {seed}", flush=True)
-                r = run_cell(cell, seed, Path(tmp), data_dir, args.quick, overrides)
+                r = run_cell(cell, seed, Path(tmp), data_dir, args.quick, overrides, args.keep_rounds)
                 runs.append(r)
                 print(f"  AUC {r['auc']}, at the operating point accuracy {r['accuracy']}, balanced accuracy "
                       f"{r['balanced_accuracy']} (threshold {r['threshold']}; validation AUC {r['val_auc']}), mean site accuracy {r['mean_site_accuracy']}, "

@@ -220,3 +220,25 @@ def test_server_ema_outside_zero_to_one_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         RunConfig.from_flower({"server-ema": 1.0})
     assert "server-ema=1.0" in str(err.value)
+
+
+def test_the_benchmark_replay_publishes_what_the_server_ema_publishes(tmp_path: Path) -> None:
+    """benchmarks/ema_replay.py scores decays offline from a run's plain aggregates; its EMA must
+    be the model GuardedStrategy publishes after the same rounds, or the replay measures nothing."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from ema_replay import ema
+
+    strat, _, g = _ema_strategy(tmp_path, 0.6)
+    rng = np.random.default_rng(0)
+    aggregates, published = [], None
+    for rnd in (1, 2, 3):
+        d = [rng.uniform(-0.5, 0.5, w.shape).astype(np.float32) for w in g]
+        strat.configure_fit(rnd, ndarrays_to_parameters(g), _Clients())
+        base = strat.global_weights
+        results = [(_Proxy(1), _fitres(d, 100, "a")), (_Proxy(2), _fitres(d, 100, "b"))]
+        published = parameters_to_ndarrays(strat.aggregate_fit(rnd, results, [])[0])
+        aggregates.append([w + x for w, x in zip(base, d)])
+    for a, b in zip(published, ema(aggregates, 0.6)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
