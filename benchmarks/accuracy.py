@@ -66,7 +66,8 @@ TARGETS = {  # cell pattern -> (metric, threshold, text); binary metrics are at 
     "ecg-*-eps8": [("accuracy", 0.90, "accuracy >= 0.90")],
     "text-eps8": [("accuracy", 0.55, "accuracy >= 0.55"), ("auc", 0.80, "macro AUC >= 0.80")],
 }
-METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "mean_site_accuracy", "macro_f1",
+METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "val_auc", "val_balanced_accuracy",
+           "mean_site_accuracy", "macro_f1",
            "seconds_per_round", "tfidf_accuracy", "tfidf_macro_f1", "tfidf_auc")
 # Default order when no --only is given: cheap and most informative first.
 PRIORITY = ["pneumonia-dirichlet1-eps8", "heart-*", "pneumonia-iid-eps8", "pneumonia-dirichlet0.5-eps8", "pneumonia-iid-eps3",
@@ -152,7 +153,7 @@ def select(cells: list[Cell], only: str) -> list[Cell]:
 
 
 def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool,
-             overrides: dict[str, str] | None = None) -> dict:
+             overrides: dict[str, str] | None = None, keep_rounds: Path | None = None) -> dict:
     from simulations.simulate import build_config, run
 
     changes = dict(cell.changes) | dict(overrides or {})
@@ -160,9 +161,11 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool,
         changes.update({"num-rounds": 1, "local-epochs": 1})
     cfg = build_config(changes | {"seed": seed, "out-dir": str(workdir / f"{cell.name}-seed{seed}")})
     started = time.monotonic()
-    result = run(cfg, data_dir=data_dir)
+    result = run(cfg, data_dir=data_dir, listeners=[_round_keeper(cfg, keep_rounds / f"{cell.name}-seed{seed}")]
+                 if keep_rounds else ())
     wall = time.monotonic() - started
     final = result.metrics["final"]
+    point = final.get("operating_point") or {}
     site_acc = {s: m.get("accuracy") for s, m in final["sites"].items()}
     values = [v for v in site_acc.values() if v is not None]
     eps = [e["epsilon"].get(str(cfg.federation.num_rounds)) for e in result.privacy["sites"].values()]
@@ -175,8 +178,11 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool,
         "balanced_accuracy": final["global"].get("balanced_accuracy"),
         "sensitivity": final["global"].get("sensitivity"),
         "specificity": final["global"].get("specificity"),
-        "threshold": (final.get("operating_point") or {}).get("threshold"),
-        "temperature": (final.get("operating_point") or {}).get("temperature"),
+        "threshold": point.get("threshold"),
+        "temperature": point.get("temperature"),
+        # recipes are compared on these (the official validation split), never on test
+        "val_auc": validation_auc(cfg, result.out_dir, data_dir),
+        "val_balanced_accuracy": _mean_or_none(point.get("validation_sensitivity"), point.get("validation_specificity")),
         "intervals": (final.get("global_details") or {}).get("intervals"),
         "overrides": dict(overrides or {}),
         "mean_site_accuracy": statistics.fmean(values) if values else None,
@@ -191,6 +197,48 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool,
         "wall_seconds": round(wall, 1),
         "seconds_per_round": round(result.seconds / cfg.federation.num_rounds, 1),
     } | (text_reference(seed, data_dir) if cell.family == "text" else {})
+
+
+def _round_keeper(cfg, dest: Path):
+    """A listener that copies the run's checkpoint (weights and server-optimiser state) after
+    every round to dest/round<r>.npz, with the run config: what benchmarks/ema_replay.py reads.
+    The recorder writes the checkpoint before it announces the round's end, so each copy is whole."""
+    import shutil
+
+    def keep(kind: str, payload: dict) -> None:
+        if kind == "round_end" and payload["round"] > 0:
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(cfg.out_dir) / "checkpoint.npz", dest / f"round{payload['round']}.npz")
+            (dest / "run-config.json").write_text(json.dumps(cfg.to_flower(), indent=1))
+    return keep
+
+
+def validation_auc(cfg, out_dir: Path, data_dir: str) -> float | None:
+    """AUC of the run's final global model on the operator's validation split (the official one,
+    standardised as the server standardises it); None for datasets without one or non-binary ones.
+    The split the run chose its operating point on, so recipes can be compared without test."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from common.datasets.selection import load_run_dataset
+    from common.evaluation import predict_logits
+    from common.models import build_model, model_options, resolve_model_name
+    from server.operating import central_validation_split
+
+    dataset = load_run_dataset(cfg.data, data_dir)
+    val = central_validation_split(dataset)
+    if val is None or dataset.num_classes != 2:
+        return None
+    model = build_model(resolve_model_name(cfg.training.model, dataset.modality), dataset.input_shape,
+                        dataset.num_classes, **model_options(dataset.modality, cfg.data.hash_buckets))
+    model.load_state_dict(torch.load(Path(out_dir) / "global_model.pt", map_location="cpu", weights_only=True))
+    logits = predict_logits(model, val.x, device="cpu").double()
+    return float(roc_auc_score(np.asarray(val.y).reshape(-1), torch.softmax(logits, dim=1)[:, 1].numpy()))
+
+
+def _mean_or_none(*values: float | None) -> float | None:
+    return None if any(v is None for v in values) else statistics.fmean(values)
 
 
 def _recipe(run: dict) -> str:
@@ -249,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge", type=Path, action="append", default=[],
                     help="add the runs recorded in another results file (e.g. from a parallel --out run) and exit")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--keep-rounds", type=Path, default=None, metavar="DIR",
+                    help="keep every round's checkpoint under DIR/<cell>-seed<seed>/ (for benchmarks/ema_replay.py)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change a run setting (kebab-case key) in every chosen cell; use with --out")
     args = ap.parse_args(argv)
@@ -314,10 +364,10 @@ def main(argv: list[str] | None = None) -> int:
                        and r.get("overrides", {}) == overrides for r in runs):
                     continue
                 print(f"accuracy: {cell.name} seed {seed}", flush=True)
-                r = run_cell(cell, seed, Path(tmp), data_dir, args.quick, overrides)
+                r = run_cell(cell, seed, Path(tmp), data_dir, args.quick, overrides, args.keep_rounds)
                 runs.append(r)
                 print(f"  AUC {r['auc']}, at the operating point accuracy {r['accuracy']}, balanced accuracy "
-                      f"{r['balanced_accuracy']} (threshold {r['threshold']}), mean site accuracy {r['mean_site_accuracy']}, "
+                      f"{r['balanced_accuracy']} (threshold {r['threshold']}; validation AUC {r['val_auc']}), mean site accuracy {r['mean_site_accuracy']}, "
                       f"{r['seconds']} s", flush=True)
                 save()
     save()

@@ -177,6 +177,10 @@ class FederationConfig:
     num_rounds: int = 10
     strategy: str = "fedavg"
     server_learning_rate: float = 0.1
+    # Decay of the server's exponential moving average of the aggregated models (0 = off): the
+    # published (evaluated, saved) model is the bias-corrected EMA; sites train from the plain
+    # aggregate. Post-processing of the (securely) aggregated model: no privacy cost.
+    server_ema: float = 0.0
     min_sites: int = 2
     # Before each round, wait (up to round-timeout) for this many hospitals to be connected,
     # then start with those there, provided at least min-sites are. 0: wait for min-sites only.
@@ -192,6 +196,8 @@ class FederationConfig:
             out.append(f"num-rounds={self.num_rounds} must be >= 1.")
         if not _finite(self.server_learning_rate) or self.server_learning_rate <= 0:
             out.append(f"server-learning-rate={self.server_learning_rate} must be a positive number.")
+        if not _finite(self.server_ema) or not 0 <= self.server_ema < 1:
+            out.append(f"server-ema={self.server_ema} must be in [0, 1) (0 turns the moving average off).")
         if self.min_sites < 1:
             out.append(f"min-sites={self.min_sites} must be >= 1.")
         if self.wait_for_sites < 0:
@@ -560,6 +566,7 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "num-rounds": ("federation", "num_rounds", int),
     "strategy": ("federation", "strategy", str),
     "server-learning-rate": ("federation", "server_learning_rate", float),
+    "server-ema": ("federation", "server_ema", float),
     "wait-for-sites": ("federation", "wait_for_sites", int),
     "min-sites": ("federation", "min_sites", int),
     "round-timeout": ("federation", "round_timeout", float),

@@ -110,3 +110,25 @@ def test_accuracy_summary_keeps_recipes_apart() -> None:
     summary = accuracy.summarise(runs, [cell])
     assert [(e["recipe"], e["auc"]["mean"]) for e in summary] == [("", 0.9), ("augmentation=affine", 0.97)]
     assert summary[1]["targets"][0] == {"target": "AUC >= 0.96", "mean": 0.97, "met": True, "by": pytest.approx(0.01)}
+
+
+def test_keep_rounds_copies_each_rounds_checkpoint(tmp_path: Path) -> None:
+    """accuracy.py --keep-rounds: at every round's end the run's checkpoint (written before the
+    announcement) is copied to round<r>.npz beside the run config, which ema_replay.py reads."""
+    import numpy as np
+
+    import accuracy
+    from simulations.simulate import build_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = build_config({"out-dir": str(run), "seed": 3})
+    keep = accuracy._round_keeper(cfg, tmp_path / "kept")
+    for rnd in (0, 1, 2):
+        np.savez(run / "checkpoint.npz", w0=np.full(2, float(rnd)))
+        keep("round_end", {"round": rnd})
+    keep("fit_done", {"round": 2})
+    kept = sorted(p.name for p in (tmp_path / "kept").glob("round*.npz"))
+    assert kept == ["round1.npz", "round2.npz"], "round 0 is the untrained model, not an aggregate"
+    assert float(np.load(tmp_path / "kept" / "round2.npz")["w0"][0]) == 2.0
+    assert json.loads((tmp_path / "kept" / "run-config.json").read_text())["seed"] == 3

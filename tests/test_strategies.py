@@ -137,3 +137,108 @@ def test_fedadam_state_survives_a_checkpoint(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a, b)
     doc = json.loads((tmp_path / "metrics.json").read_text())
     assert [r["round"] for r in doc["rounds"]] == [1]
+
+
+def _ema_strategy(tmp_path: Path, decay: float, *, secure: bool = False):
+    cfg = RunConfig.from_flower(RunConfig().to_flower() | {"secagg": secure, "num-sites": 3, "server-ema": decay})
+    recorder = RunRecorder(tmp_path, config=cfg.to_dict(), privacy_mode="sample-dp", site_names=["a", "b", "c"],
+                           secure_aggregation={})
+    g = [np.zeros((2, 2), np.float32), np.ones(3, np.float32)]
+    return build_strategy(cfg, initial_weights=g, num_sites=3, observer=recorder, update_bound=1.0, evaluate_fn=None), recorder, g
+
+
+class _Clients:
+    """A client manager handing out two proxies (enough for FedAvg's configure_fit)."""
+
+    def __init__(self) -> None:
+        self.proxies = [_Proxy(1), _Proxy(2)]
+
+    def num_available(self) -> int:
+        return 2
+
+    def wait_for(self, num_clients: int, timeout: int) -> bool:
+        return True
+
+    def sample(self, num_clients, min_num_clients=None, criterion=None):
+        return self.proxies[:num_clients]
+
+
+def test_server_ema_publishes_the_average_and_sites_train_from_the_aggregate(tmp_path: Path) -> None:
+    """With server-ema = 0.5, round 2 publishes (0.5 * A1 + A2) / 1.5 of the plain aggregates
+    A1, A2, while round 2's sites are sent A1 (not the average) and their updates are decoded
+    against A1; without the EMA the published model is the aggregate itself."""
+    strat, _, g = _ema_strategy(tmp_path, 0.5)
+    d1 = [np.full((2, 2), 0.2, np.float32), np.full(3, 0.1, np.float32)]
+    d2 = [np.full((2, 2), -0.4, np.float32), np.full(3, 0.3, np.float32)]
+    two = lambda d: [(_Proxy(1), _fitres(d, 100, "a")), (_Proxy(2), _fitres(d, 100, "b"))]  # noqa: E731
+    p1, _ = strat.aggregate_fit(1, two(d1), [])
+    a1 = [w + d for w, d in zip(g, d1)]
+    for got, want in zip(parameters_to_ndarrays(p1), a1):  # one round: the correction makes it A1
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    published = ndarrays_to_parameters([w + 10 for w in a1])  # stands for "not the aggregate"
+    sent = strat.configure_fit(2, published, _Clients())
+    for got, want in zip(parameters_to_ndarrays(sent[0][1].parameters), a1):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    p2, _ = strat.aggregate_fit(2, two(d2), [])
+    a2 = [w + d for w, d in zip(a1, d2)]
+    got = parameters_to_ndarrays(p2)
+    for w, x, y in zip(got, a1, a2):
+        np.testing.assert_allclose(w, (0.5 * 0.5 * x + 0.5 * y) / (1 - 0.25), atol=1e-6)
+        assert not np.allclose(w, y), "the published model must differ from the plain aggregate"
+    assert [w.dtype for w in got] == [w.dtype for w in g]
+
+    plain, _, _ = _ema_strategy(tmp_path / "plain", 0.0)
+    plain.aggregate_fit(1, two(d1), [])
+    plain.configure_fit(2, ndarrays_to_parameters(a1), _Clients())
+    for w, y in zip(parameters_to_ndarrays(plain.aggregate_fit(2, two(d2), [])[0]), a2):
+        np.testing.assert_allclose(w, y, atol=1e-6)
+
+
+def test_server_ema_state_survives_a_checkpoint(tmp_path: Path) -> None:
+    strat, recorder, g = _ema_strategy(tmp_path, 0.8)
+    d = [np.full((2, 2), 0.2, np.float32), np.full(3, 0.1, np.float32)]
+    results = [(_Proxy(1), _fitres(d, 100, "a")), (_Proxy(2), _fitres(d, 100, "b"))]
+    params, _ = strat.aggregate_fit(1, results, [])
+    recorder.end_round(1, weights=parameters_to_ndarrays(params), optimizer_state=strat.optimizer_state())
+    _, _, opt = load_checkpoint(tmp_path)
+    fresh, _, _ = _ema_strategy(tmp_path / "other", 0.8)
+    fresh.load_optimizer_state(opt)
+    assert fresh.ema_rounds == 1
+    for a, b in zip(fresh.train_weights, strat.train_weights):
+        np.testing.assert_array_equal(a, b)
+    # the next round continues the same average in both
+    d2 = [np.full((2, 2), -0.1, np.float32), np.full(3, 0.2, np.float32)]
+    for s in (strat, fresh):
+        s.configure_fit(2, params, _Clients())
+    nxt = [(_Proxy(1), _fitres(d2, 100, "a")), (_Proxy(2), _fitres(d2, 100, "b"))]
+    for a, b in zip(parameters_to_ndarrays(strat.aggregate_fit(2, nxt, [])[0]),
+                    parameters_to_ndarrays(fresh.aggregate_fit(2, nxt, [])[0])):
+        np.testing.assert_allclose(a, b, atol=1e-7)
+
+
+def test_server_ema_outside_zero_to_one_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_flower({"server-ema": 1.0})
+    assert "server-ema=1.0" in str(err.value)
+
+
+def test_the_benchmark_replay_publishes_what_the_server_ema_publishes(tmp_path: Path) -> None:
+    """benchmarks/ema_replay.py scores decays offline from a run's plain aggregates; its EMA must
+    be the model GuardedStrategy publishes after the same rounds, or the replay measures nothing."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from ema_replay import ema
+
+    strat, _, g = _ema_strategy(tmp_path, 0.6)
+    rng = np.random.default_rng(0)
+    aggregates, published = [], None
+    for rnd in (1, 2, 3):
+        d = [rng.uniform(-0.5, 0.5, w.shape).astype(np.float32) for w in g]
+        strat.configure_fit(rnd, ndarrays_to_parameters(g), _Clients())
+        base = strat.global_weights
+        results = [(_Proxy(1), _fitres(d, 100, "a")), (_Proxy(2), _fitres(d, 100, "b"))]
+        published = parameters_to_ndarrays(strat.aggregate_fit(rnd, results, [])[0])
+        aggregates.append([w + x for w, x in zip(base, d)])
+    for a, b in zip(published, ema(aggregates, 0.6)):
+        np.testing.assert_allclose(a, b, atol=1e-6)

@@ -87,4 +87,4 @@ def build_strategy(
         update_bound=update_bound, secure=cfg.secagg.enabled, max_update_bytes=4 * nbytes(initial_weights) + 1024
     )
     return GuardedStrategy(inner, initial_weights=initial_weights, gate=gate, observer=observer, min_sites=fed.min_sites,
-                           evaluate_config=evaluate_config)
+                           evaluate_config=evaluate_config, ema_decay=fed.server_ema)

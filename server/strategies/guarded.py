@@ -6,7 +6,13 @@ Flower's strategies average whatever arrives. Before they do, this layer
   * skips the aggregation when fewer than `min_sites` updates remain (the quorum);
   * reports every result, rejection and missed quorum to the observer (the run's records);
   * hands the global model back in the model's own dtypes;
-  * exposes the server optimiser's state (FedAdam moments) for checkpoints.
+  * optionally publishes an exponential moving average of the aggregated models (`ema_decay`,
+    `server-ema`): the sites keep training from the plain aggregate, while the model that is
+    evaluated, chooses the operating point and is saved is the bias-corrected average of the
+    rounds' aggregates. Under DP-SGD each round's aggregate carries fresh noise; averaging the
+    iterates smooths it out (Polyak averaging; De et al. 2022 use an EMA of the weights). It
+    reads only the aggregate, so it works under SecAgg+ and is post-processing: no privacy cost;
+  * exposes the server optimiser's state (FedAdam moments, the EMA) for checkpoints.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from server.strategies.update_gate import UpdateGate
 __all__ = ["GuardedStrategy", "RoundObserver"]
 
 OPTIMIZER_STATE_KEYS = ("m_t", "v_t", "current_weights")  # FedAdam's moments and its weights
+# The EMA's state: the plain aggregate the sites train from, the un-corrected average, its rounds.
+EMA_STATE_KEYS = ("ema_train_weights", "ema_average", "ema_rounds")
 
 
 class RoundObserver(Protocol):
@@ -61,8 +69,15 @@ class GuardedStrategy(Strategy):
         observer: RoundObserver,
         min_sites: int,
         evaluate_config: Callable[[], dict[str, Scalar]] | None = None,
+        ema_decay: float = 0.0,
     ) -> None:
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay={ema_decay} must be in [0, 1) (0: no moving average)")
         self.inner = inner
+        self.ema_decay = ema_decay
+        self.train_weights: list[np.ndarray] | None = None  # what the sites train from (EMA on)
+        self.ema_average: list[np.ndarray] | None = None
+        self.ema_rounds = 0
         # The round's operating point (threshold, temperature) for the sites' test evaluation.
         self.evaluate_config = evaluate_config
         self.global_weights = [np.asarray(w) for w in initial_weights]
@@ -77,6 +92,10 @@ class GuardedStrategy(Strategy):
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
+        if self.train_weights is not None:
+            # `parameters` is the published average; the sites continue from the plain aggregate,
+            # and their updates are decoded against what they were sent.
+            parameters = ndarrays_to_parameters(self.train_weights)
         self.global_weights = parameters_to_ndarrays(parameters)
         instructions = self.inner.configure_fit(server_round, parameters, client_manager)
         for _, ins in instructions:
@@ -104,7 +123,28 @@ class GuardedStrategy(Strategy):
         params, metrics = self.inner.aggregate_fit(server_round, accepted, failures)
         if params is None:
             return None, metrics
-        return ndarrays_to_parameters(self._in_model_dtypes(parameters_to_ndarrays(params))), metrics
+        weights = self._in_model_dtypes(parameters_to_ndarrays(params))
+        if self.ema_decay > 0:
+            weights = self._moving_average(weights)
+        return ndarrays_to_parameters(weights), metrics
+
+    def _moving_average(self, aggregate: list[np.ndarray]) -> list[np.ndarray]:
+        """Record `aggregate` as the sites' next starting point; return the published model: the
+        bias-corrected EMA of all aggregates so far (round r's aggregate weighs decay^(R - r)), in
+        float64 and back in the model's dtypes. Integer arrays (counters) are published as they are."""
+        d = self.ema_decay
+        self.train_weights = aggregate
+        new = [np.asarray(w, dtype=np.float64) for w in aggregate]
+        if self.ema_average is None:
+            self.ema_average = [(1 - d) * w for w in new]
+        else:
+            self.ema_average = [d * a + (1 - d) * w for a, w in zip(self.ema_average, new)]
+        self.ema_rounds += 1
+        correction = 1 - d**self.ema_rounds
+        return [
+            (a / correction).astype(w.dtype) if np.issubdtype(w.dtype, np.floating) else w
+            for a, w in zip(self.ema_average, aggregate)
+        ]
 
     def _admitted(self, server_round: int, results: list[tuple[ClientProxy, FitRes]]) -> list[tuple[ClientProxy, FitRes]]:
         """The results to average, their updates decoded into weights; rejections are reported."""
@@ -157,19 +197,29 @@ class GuardedStrategy(Strategy):
 
     # -- state for checkpoints -------------------------------------------------------------
     def optimizer_state(self) -> dict[str, Any]:
-        """Server-optimiser state (FedAdam moments) to checkpoint; empty for FedAvg/FedProx."""
+        """Server-optimiser state (FedAdam moments, the EMA) to checkpoint; empty for plain FedAvg/FedProx."""
         base = _base_strategy(self.inner)
         state: dict[str, Any] = {}
         for key in OPTIMIZER_STATE_KEYS:
             value = getattr(base, key, None)
             if value is not None:
                 state[key] = [np.asarray(v) for v in value]
+        if self.train_weights is not None and self.ema_average is not None:
+            state["ema_train_weights"] = [np.asarray(w) for w in self.train_weights]
+            state["ema_average"] = [np.asarray(a) for a in self.ema_average]
+            state["ema_rounds"] = [np.asarray(self.ema_rounds)]
         return state
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
         base = _base_strategy(self.inner)
         for key, value in state.items():
+            if key in EMA_STATE_KEYS:
+                continue
             setattr(base, key, [np.asarray(v) for v in value])
+        if "ema_average" in state:
+            self.train_weights = [np.asarray(w) for w in state["ema_train_weights"]]
+            self.ema_average = [np.asarray(a, dtype=np.float64) for a in state["ema_average"]]
+            self.ema_rounds = int(np.asarray(state["ema_rounds"][0]))
 
 
 def _base_strategy(strategy: Strategy) -> Strategy:
