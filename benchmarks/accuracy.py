@@ -176,6 +176,9 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool,
         "sensitivity": final["global"].get("sensitivity"),
         "specificity": final["global"].get("specificity"),
         "threshold": (final.get("operating_point") or {}).get("threshold"),
+        # what settings are chosen on: balanced accuracy on validation at the chosen point
+        # (central validation split when the dataset has one, else the sites' summed counts)
+        "val_balanced_accuracy": _val_balanced((final.get("operating_point") or {})),
         "temperature": (final.get("operating_point") or {}).get("temperature"),
         "intervals": (final.get("global_details") or {}).get("intervals"),
         "overrides": dict(overrides or {}),
@@ -191,6 +194,11 @@ def run_cell(cell: Cell, seed: int, workdir: Path, data_dir: str, quick: bool,
         "wall_seconds": round(wall, 1),
         "seconds_per_round": round(result.seconds / cfg.federation.num_rounds, 1),
     } | (text_reference(seed, data_dir) if cell.family == "text" else {})
+
+
+def _val_balanced(point: dict) -> float | None:
+    sens, spec = point.get("validation_sensitivity"), point.get("validation_specificity")
+    return None if sens is None or spec is None else (sens + spec) / 2
 
 
 def _recipe(run: dict) -> str:
