@@ -33,6 +33,9 @@ HASH_BUCKETS_LIMIT = 2**24
 AUGMENTATIONS = ("auto", "none", "affine")
 # How the local learning rate moves over the run's rounds (client/training.py round_learning_rate).
 LR_SCHEDULES = ("constant", "cosine")
+# A site's training loss corrected by its own class frequencies against label skew
+# (client/class_balance.py, kept in step by a test: that module imports torch).
+CLASS_BALANCES = ("none", "logit-adjust", "reweight")
 MAX_AUGMENTATION_MULTIPLICITY = 16
 
 
@@ -98,6 +101,10 @@ class TrainingConfig:
     augmentation: str = "auto"
     augmentation_multiplicity: int = 1
     learning_rate_schedule: str = "constant"
+    # The site's loss corrected by its own training class counts (client/class_balance.py):
+    # "logit-adjust" or "reweight"; "none" is plain cross-entropy. See docs/PRIVACY.md for what
+    # the counts mean for the guarantee.
+    class_balance: str = "none"
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -122,6 +129,8 @@ class TrainingConfig:
             out.append(
                 f"learning-rate-schedule={self.learning_rate_schedule!r} is unknown; use one of {', '.join(LR_SCHEDULES)}."
             )
+        if self.class_balance not in CLASS_BALANCES:
+            out.append(f"class-balance={self.class_balance!r} is unknown; use one of {', '.join(CLASS_BALANCES)}.")
         if not 1 <= self.augmentation_multiplicity <= MAX_AUGMENTATION_MULTIPLICITY:
             out.append(
                 f"augmentation-multiplicity={self.augmentation_multiplicity} must be between 1 and "
@@ -551,6 +560,7 @@ _FLAT_KEYS: dict[str, tuple[str, str, type]] = {
     "augmentation": ("training", "augmentation", str),
     "augmentation-multiplicity": ("training", "augmentation_multiplicity", int),
     "learning-rate-schedule": ("training", "learning_rate_schedule", str),
+    "class-balance": ("training", "class_balance", str),
     "privacy-mode": ("privacy", "mode", str),
     "epsilon": ("privacy", "epsilon", float),
     "delta": ("privacy", "delta", float),

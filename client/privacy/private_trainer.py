@@ -39,10 +39,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from client.augmentation import make_augment
+from client.class_balance import make_criterion
 from client.privacy.lifetime import run_epsilon
 from client.privacy.ledger import HistoryItem, LedgerEntry, PrivacyLedger, RoundRecord
 from client.training import make_optimizer, train_epochs
-from common.config import PrivacyConfig
+from common.config import CLASS_BALANCES, PrivacyConfig
 from common.datasets.contract import Split
 from common.errors import ConfigError, DataError, PrivacyBudgetExceededError
 from common.privacy import privacy_mode
@@ -116,6 +117,11 @@ def _quiet_engine(accountant: str) -> PrivacyEngine:
         return PrivacyEngine(accountant=accountant)
 
 
+def _check_class_balance(name: str) -> None:
+    if name not in CLASS_BALANCES:
+        raise ConfigError(f"class-balance={name!r} is unknown.", f"use one of {', '.join(CLASS_BALANCES)}.")
+
+
 @dataclass(frozen=True)
 class _LocalRound:
     """The server's per-round settings for local training: where, and how far from the global model."""
@@ -136,6 +142,7 @@ class _LocalTrainer(abc.ABC):
     momentum: float
     augmentation: str = "none"
     multiplicity: int = 1
+    class_balance: str = "none"
 
     def train_round(
         self,
@@ -203,11 +210,14 @@ class PrivateTrainer(_LocalTrainer):
         lifetime_budget: tuple[float, float] | None = None,
         augmentation: str = "none",
         multiplicity: int = 1,
+        class_balance: str = "none",
     ) -> None:
         """`lifetime_budget`: the site's (total-epsilon, delta) over all runs on its data (its
         policy); None takes the fail-closed default, the run's own (epsilon, delta).
         `augmentation`/`multiplicity`: see client/training.py; K copies of an example are one
-        example to the sampler, the clipping and the accountant, so nothing here depends on K."""
+        example to the sampler, the clipping and the accountant, so nothing here depends on K.
+        `class_balance`: the site's loss corrected by its own class counts (client/class_balance.py);
+        a per-example loss, so nothing here depends on it either."""
         if privacy_mode(privacy.mode).local_training != DP_SGD:
             raise ConfigError(
                 f"PrivateTrainer implements DP-SGD, which privacy-mode={privacy.mode!r} does not use.",
@@ -222,6 +232,7 @@ class PrivateTrainer(_LocalTrainer):
                 "fix the run configuration.",
             )
         make_augment(augmentation)  # an unknown name fails before any ledger is touched
+        _check_class_balance(class_balance)
         if multiplicity < 1 or (multiplicity > 1 and augmentation == "none"):
             raise ConfigError(
                 f"augmentation-multiplicity={multiplicity} with augmentation={augmentation!r} is invalid.",
@@ -249,6 +260,7 @@ class PrivateTrainer(_LocalTrainer):
         self.momentum = momentum
         self.augmentation = augmentation
         self.multiplicity = multiplicity
+        self.class_balance = class_balance
         self.batch_size = min(batch_size, num_examples)  # q > 1 would break the accountant
         self.steps_per_epoch = math.ceil(num_examples / self.batch_size)
         self.sample_rate = 1.0 / self.steps_per_epoch
@@ -416,11 +428,13 @@ class PrivateTrainer(_LocalTrainer):
     def _train(self, engine: PrivacyEngine, model: nn.Module, split: Split, local: _LocalRound) -> float:
         optimizer, loader = self._optimizer_and_loader(model, split, local, shuffle=False)
         ghost = self.privacy.clipping == "ghost"
+        # per-example loss (client/class_balance.py): Opacus clips each example's gradient of it
+        loss = make_criterion(self.class_balance, split.y)
         with _opacus_notices_off():
             made = engine.make_private(
                 module=model,
                 optimizer=optimizer,
-                criterion=nn.CrossEntropyLoss(),
+                criterion=loss,
                 data_loader=loader,
                 noise_multiplier=self.noise_multiplier,
                 max_grad_norm=self.privacy.max_grad_norm,
@@ -430,7 +444,7 @@ class PrivateTrainer(_LocalTrainer):
         if ghost:
             private_model, dp_optimizer, criterion, dp_loader = made
         else:
-            (private_model, dp_optimizer, dp_loader), criterion = made, None
+            (private_model, dp_optimizer, dp_loader), criterion = made, loss
         try:
             return self._epochs(private_model, dp_loader, dp_optimizer, local, criterion)
         finally:
@@ -458,8 +472,11 @@ class NonPrivateTrainer(_LocalTrainer):
         num_rounds: int | None = None,  # accepted for interface parity; nothing is budgeted
         augmentation: str = "none",
         multiplicity: int = 1,
+        class_balance: str = "none",
     ) -> None:
         make_augment(augmentation)
+        _check_class_balance(class_balance)
+        self.class_balance = class_balance
         self.augmentation = augmentation
         self.multiplicity = multiplicity
         self.local_epochs = local_epochs
@@ -472,6 +489,6 @@ class NonPrivateTrainer(_LocalTrainer):
         if len(train_split) == 0:
             raise DataError("This site has no training examples.", "check the site's data before joining a federation.")
         optimizer, loader = self._optimizer_and_loader(model, train_split, local, shuffle=True)
-        loss = self._epochs(model, loader, optimizer, local)
+        loss = self._epochs(model, loader, optimizer, local, make_criterion(self.class_balance, train_split.y))
         return TrainResult(loss, None, None, self.local_epochs * len(loader), None, len(train_split))
 

@@ -70,6 +70,7 @@ def _dp_sgd(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_pa
         momentum=t.momentum,
         augmentation=t.augmentation,
         multiplicity=t.augmentation_multiplicity,
+        class_balance=t.class_balance,
     )
 
 
@@ -84,6 +85,7 @@ def _plain(cfg: RunConfig, privacy: PrivacyConfig, num_examples: int, ledger_pat
         momentum=t.momentum,
         augmentation=t.augmentation,
         multiplicity=t.augmentation_multiplicity,
+        class_balance=t.class_balance,
     )
 
 
