@@ -91,6 +91,22 @@ def test_a_table_without_a_schema_is_refused_and_a_schema_file_is_read(tmp_path)
     assert schema.names == ("a", "b") and schema.columns[1].values == (0.0, 1.0, 2.0)
 
 
+def test_the_schema_takes_the_runs_label_column_and_travels_inline(tmp_path):
+    columns = [{"name": "age", "kind": "continuous", "min": 0, "max": 100},
+               {"name": "sex", "kind": "categorical", "values": [0, 1]}]
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps({"columns": columns}))
+    assert schema_for("", str(path), "diagnosis").label == "diagnosis"  # no label named: the run's label-column
+    assert schema_for("", str(path)).label == "label"
+    inline = json.dumps({"label": "diagnosis", "columns": columns})  # how a deployed run carries it to the sites
+    assert schema_for("", inline, "diagnosis").names == ("age", "sex")
+    with pytest.raises(ConfigError, match="names the label column 'diagnosis'") as err:
+        schema_for("", inline, "label")
+    assert "--label-column diagnosis" in err.value.fix
+    with pytest.raises(ConfigError, match="label column 'age' is also declared as a feature column"):
+        schema_for("", json.dumps({"columns": columns}), "age")
+
+
 def test_images_are_refused_until_the_image_generator_exists():
     from common.synthesis.setup import run_schema
 
