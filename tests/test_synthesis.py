@@ -291,6 +291,43 @@ def test_a_short_private_federation_writes_a_table_medfed_reads(tmp_path, data_d
     assert (tmp_path / "sim" / "report.html").exists()
 
 
+@pytest.mark.slow
+def test_a_hospital_table_with_its_own_label_column_synthesises_and_reads_back(tmp_path):
+    """`medfed synth --data t.csv --label-column diagnosis`: the synthetic table keeps the column's
+    name, so `medfed data check` and `medfed simulate` read it back with the same option."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from simulations.cli.main import app
+
+    x, y = heart_rows(240, seed=5)
+    table = pd.DataFrame(x, columns=list(HEART_DISEASE.names)).assign(diagnosis=y)
+    table.to_csv(tmp_path / "ward.csv", index=False)
+    columns = [{"name": c.name, "kind": c.kind, **({"min": c.lo, "max": c.hi, "integer": c.integer}
+                                                  if c.kind == "continuous" else {"values": list(c.values)})}
+               for c in HEART_DISEASE.columns]
+    (tmp_path / "schema.json").write_text(json.dumps({"columns": columns}))  # names no label: takes the run's
+    out = tmp_path / "synth"
+    runner = CliRunner()
+    res = runner.invoke(app, ["synth", "--data", str(tmp_path / "ward.csv"), "--format", "table",
+                              "--label-column", "diagnosis", "--schema", str(tmp_path / "schema.json"),
+                              "--sites", "2", "--partition", "iid", "--rounds", "1", "--local-epochs", "1",
+                              "--rows", "80", "--no-secagg", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    card = json.loads((out / "datacard.json").read_text())
+    synthetic = pd.read_csv(out / "synthetic.csv")
+    assert card["label_column"] == "diagnosis" and list(synthetic.columns) == [*HEART_DISEASE.names, "diagnosis"]
+    assert set(synthetic["diagnosis"]) == {0, 1} and "label" not in synthetic.columns
+    check = runner.invoke(app, ["data", "check", "--path", str(out / "synthetic.csv"), "--format", "table",
+                                "--label-column", "diagnosis"])
+    assert check.exit_code == 0, check.output
+    sim = runner.invoke(app, ["simulate", "--data", str(out / "synthetic.csv"), "--format", "table",
+                              "--label-column", "diagnosis", "--sites", "2", "--partition", "iid", "--rounds", "1",
+                              "--no-secagg", "--out", str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    assert (tmp_path / "sim" / "report.html").exists()
+
+
 def test_the_memorisation_check_flags_copied_rows_and_tstr_sees_a_useless_table():
     from common.synthesis.quality import assess
 
