@@ -32,7 +32,7 @@ from client.privacy.ledger import PrivacyLedger
 from common.ops.supervise import FLOWER_ENV_DEFAULTS
 from tests.procs import ProcessGroup, run_command, wait_for_log
 
-pytestmark = [pytest.mark.slow, pytest.mark.multiprocess, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess, pytest.mark.timeout(1800)]
 
 MEDFED = [sys.executable, "-m", "simulations.cli"]
 SITES = {"cleveland": "true", "hungary": "true", "va": "false"}  # site -> allow-synthesis
@@ -60,7 +60,7 @@ def _server_toml(root: Path, port: int) -> Path:
         'task = "synthesize"\ndataset = "heart-disease"\npartition = "natural"\nnum-rounds = 1\nlocal-epochs = 1\n'
         "batch-size = 32\nsynth-rows = 60\nepsilon = 8.0\n"
         "secagg = true\nsecagg-num-shares = 3\nsecagg-threshold = 2\nmin-sites = 2\nwait-for-sites = 3\n"
-        "round-timeout = 300.0\n"
+        "round-timeout = 900.0\n"
     )
     return path
 
@@ -72,7 +72,7 @@ def test_a_deployed_synthesis_run_writes_the_table_and_each_site_accounts_or_ref
     env = dict(os.environ, **FLOWER_ENV_DEFAULTS, MEDFED_DATA_DIR=str(data_dir))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     server_toml = _server_toml(root, port)
-    with ProcessGroup(root / "logs", default_lifetime=800) as group:
+    with ProcessGroup(root / "logs", default_lifetime=1700) as group:
         server = group.start([*MEDFED, "server", "start", "--config", str(server_toml)],
                              name="server", env=env, cwd=root, stop_last=True)
         wait_for_log(server.log_path, r"server ready on", timeout=240, proc=server)
@@ -83,8 +83,9 @@ def test_a_deployed_synthesis_run_writes_the_table_and_each_site_accounts_or_ref
         }
         for proc in daemons.values():
             wait_for_log(proc.log_path, CONNECTED, timeout=300, proc=proc)
-        done = run_command([*MEDFED, "server", "run", "--config", str(server_toml), "--name", RUN, "--timeout", "600"],
-                           env=env, cwd=root, timeout=700)
+        # Generous limits (a loaded 2-core machine takes minutes per SecAgg+ stage); nothing waits on them.
+        argv = [*MEDFED, "server", "run", "--config", str(server_toml), "--name", RUN, "--timeout", "1200"]
+        done = run_command(argv, env=env, cwd=root, timeout=1300)
         assert done.returncode == 0, done.stdout + done.stderr + group.logs()
     out = root / "server-state" / "runs" / RUN
     assert "synthetic.csv" in done.stdout and "datacard.json" in done.stdout  # the operator is told where
@@ -94,7 +95,11 @@ def test_a_deployed_synthesis_run_writes_the_table_and_each_site_accounts_or_ref
     assert len(table) == card["rows"] == 60 and card["model"]["name"] == "tabular-cgan"
     assert list(table.columns) == [c["name"] for c in card["columns"]] + [card["label_column"]]
     privacy = json.loads((out / "privacy.json").read_text())
-    assert privacy["secure_aggregation"]["enabled"] is True and card["secure_aggregation"]["enabled"] is True
+    secagg = privacy["secure_aggregation"]
+    assert secagg["protocol"].startswith("SecAgg+") and secagg["num_shares"] == 3
+    assert card["secure_aggregation"] == secagg
+    assert set(card["privacy"]["per_site"]) == {"cleveland", "hungary", "va"}
+    assert card["source"]["sites"] == ["cleveland", "hungary"]  # switzerland never connected, va refused
     assert privacy["sites"]["va"]["status"] == "refused by site policy"
 
     for site, allow in SITES.items():
