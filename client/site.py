@@ -5,7 +5,7 @@ config (deployment: `dataset` + `dataset-site`, or `data-path` + `data-format`) 
 config (simulation: a partition of the run's dataset). The privacy settings are the site's
 decision: `SitePolicy.admit` takes the run's request and returns what the site will train
 with (its own epsilon, delta, accountant, max-grad-norm), or a refusal (a mode the site does
-not allow), which the site reports instead of training.
+not allow, or a synthesis run where it allows none), which the site reports instead of training.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def site_run(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> Sit
     identity = site_identity(cfg, node_config, run_id)
     device = str(node_config.get(NodeKey.DEVICE, "auto"))
     try:
+        identity.policy.check_task(cfg.synthesis.task)
         privacy, refusal = identity.policy.admit(cfg.privacy), ""
     except SitePolicyRefusal as err:
         privacy, refusal = cfg.privacy, err.problem  # nothing trains with it: the site refuses the run
@@ -63,6 +64,9 @@ def site_run(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> Sit
             dataset="",
             data_path=str(node_config[NodeKey.DATA_PATH]),
             data_format=str(node_config.get(NodeKey.DATA_FORMAT, "")),
+            # How the site's own table is read is the site's (site.toml [data]); absent, the run's.
+            label_column=str(node_config.get(NodeKey.LABEL_COLUMN, data.label_column)),
+            text_column=str(node_config.get(NodeKey.TEXT_COLUMN, data.text_column)),
             num_sites=1,
             partition="natural",
         )

@@ -32,6 +32,10 @@ class NodeKey:
     ACCOUNTANT: Final = "accountant"
     MIN_COHORT: Final = "min-cohort"
     RELEASE_EVALUATION: Final = "release-evaluation"
+    ALLOW_SYNTHESIS: Final = "allow-synthesis"
+    # How the site reads its own table (data-path with format table or text-table).
+    LABEL_COLUMN: Final = "label-column"
+    TEXT_COLUMN: Final = "text-column"
     #: Set by Flower's simulation engine, not by medfed: a simulated node has no `site`.
     PARTITION_ID: Final = "partition-id"
 

@@ -15,6 +15,7 @@ from flwr.serverapp.grid import Grid
 from common.config import RunConfig
 from common.operating_point import evaluate_config
 from common.runs import run_out_dir
+from common.synthesis.setup import is_synthesis
 from server.outputs import write_final_outputs
 from server.records import Listener
 from server.run_setup import make_central_evaluator, prepare_run
@@ -38,15 +39,19 @@ def run_federation(grid: Grid, context: Context, cfg: RunConfig, *, listeners: S
     strategy.load_optimizer_state(setup.optimizer_state)
     timeout = cfg.federation.round_timeout
     fit = secagg_workflow(setup.secagg, timeout=timeout) if setup.secagg else plain_fit_workflow(timeout)
+    # A synthesis run asks the sites for no evaluation and no validation counts: a GAN has no
+    # accuracy or operating point, and every site would only answer "withheld" (one ClientApp
+    # process per site and message in a deployment, each loading torch and the site's data).
+    synthesis = is_synthesis(cfg)
     workflow = MedfedWorkflow(
         fit_workflow=fit,
-        evaluate_workflow=evaluate_workflow(timeout),
+        evaluate_workflow=None if synthesis else evaluate_workflow(timeout),
         recorder=setup.recorder,
         min_sites=cfg.federation.min_sites,
         wait_for_sites=cfg.federation.wait_for_sites,
         quorum_timeout=timeout,
         start_round=setup.start_round,
-        operating_point=setup.operating_point,
+        operating_point=None if synthesis else setup.operating_point,
     )
     legacy = LegacyContext(
         context, config=ServerConfig(num_rounds=cfg.federation.num_rounds, round_timeout=timeout), strategy=strategy

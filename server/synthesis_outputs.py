@@ -47,6 +47,13 @@ def generate_rows(model: torch.nn.Module, encoder: TableEncoder, rows: int, num_
     return encoder.decode(enc, np.random.default_rng(seed)), labels.numpy()
 
 
+def contributing_sites(setup: RunSetup) -> list[str]:
+    """Sites that trained in at least one recorded round (a non-zero example count)."""
+    trained = {name for record in setup.recorder.rounds.values()
+               for name, m in record.get("sites", {}).items() if int(m.get("num_train_examples") or 0) > 0}
+    return [name for name in setup.dataset.site_names() if name in trained]
+
+
 def write_synthetic_table(setup: RunSetup, privacy: dict, meta: dict) -> dict[str, Path]:
     import pandas as pd
 
@@ -62,6 +69,7 @@ def write_synthetic_table(setup: RunSetup, privacy: dict, meta: dict) -> dict[st
     out = setup.out_dir
     df.to_csv(out / SYNTHETIC_CSV, index=False)
     df.to_parquet(out / SYNTHETIC_PARQUET, index=False)
+    contributing = contributing_sites(setup)
     sites = {
         name: {
             "epsilon": max(entry.get("epsilon", {}).values(), default=None),
@@ -70,6 +78,7 @@ def write_synthetic_table(setup: RunSetup, privacy: dict, meta: dict) -> dict[st
             "status": entry.get("status"),
         }
         for name, entry in privacy.get("sites", {}).items()
+        if name in contributing or entry.get("status") != "ok"  # trained, or refused (not: never connected)
     }
     card = {
         "kind": "synthetic data",
@@ -83,7 +92,10 @@ def write_synthetic_table(setup: RunSetup, privacy: dict, meta: dict) -> dict[st
                                               {"values": list(c.values)})}
             for c in schema.columns
         ],
-        "source": {"dataset": setup.dataset.name or cfg.data.data_path, "sites": setup.dataset.site_names()},
+        # The sites whose rows trained the generator: in a deployment not every site of the dataset
+        # connects, and a site may refuse (its status says why).
+        "source": {"dataset": setup.dataset.name or cfg.data.data_path, "sites": contributing,
+                   "sites_in_dataset": setup.dataset.site_names()},
         "privacy": {"mode": cfg.privacy.mode, "per_site": sites,
                     "guarantee": "each site's rows are protected by (epsilon, delta)-DP of the discriminator's "
                                  "DP-SGD; the generator and these rows are post-processing (docs/PRIVACY.md)"},

@@ -109,7 +109,7 @@ class MedfedWorkflow:
         self,
         *,
         fit_workflow: Workflow,
-        evaluate_workflow: Workflow,
+        evaluate_workflow: Workflow | None,  # None: no federated evaluation (a synthesis run)
         recorder: RunRecorder,
         min_sites: int,
         quorum_timeout: float,
@@ -180,7 +180,8 @@ class MedfedWorkflow:
                     self._choose_operating_point(grid, ctx, rnd)
                     current = _current_parameters(ctx)
                     strategy.evaluate(rnd, current)
-                    self.evaluate_workflow(grid, ctx)
+                    if self.evaluate_workflow is not None:
+                        self.evaluate_workflow(grid, ctx)
                 self.recorder.end_round(
                     rnd,
                     weights=parameters_to_ndarrays(_current_parameters(ctx)),

@@ -23,7 +23,7 @@ def test_valid_site_toml_and_node_config(tmp_path: Path, pki_dir: Path) -> None:
         "site": "cleveland", "state-dir": str((tmp_path / "state").resolve()), "device": "auto",
         "epsilon": 5.0, "delta": 1e-4, "require-secagg": False, "dataset": "heart-disease",
         "dataset-site": "cleveland", "privacy-mode": "sample-dp", "allow-modes": "sample-dp",
-        "total-epsilon": 5.0, "accountant": "rdp", "min-cohort": 3, "release-evaluation": True,
+        "total-epsilon": 5.0, "accountant": "rdp", "min-cohort": 3, "release-evaluation": True, "allow-synthesis": True,
     }  # total-epsilon absent: fail closed, one run's worth
     text = daemon.node_config_text(node)
     assert 'site="cleveland"' in text and "epsilon=5.0" in text and "require-secagg=false" in text
@@ -93,16 +93,17 @@ def test_shipped_site_tomls_use_only_known_keys(path: Path) -> None:
 
 def test_site_toml_privacy_policy_keys_become_the_sites_policy(tmp_path: Path, pki_dir: Path) -> None:
     privacy = ('mode = "sample-dp"\nallow-modes = ["sample-dp", "client-dp"]\nepsilon = 4.0\ntotal-epsilon = 12.0\n'
-               'delta = 1e-5\nmax-grad-norm = 0.8\naccountant = "prv"\nmin-cohort = 5\nrelease-evaluation = false\n')
+               'delta = 1e-5\nmax-grad-norm = 0.8\naccountant = "prv"\nmin-cohort = 5\nrelease-evaluation = false\n'
+               'allow-synthesis = false\n')
     cfg = load_site_config(site_toml(tmp_path, pki_dir, site="require-secagg = true", privacy=privacy))
     policy = cfg.policy()
     assert (policy.mode, policy.allowed_modes, policy.epsilon, policy.total_epsilon, policy.delta) == (
         "sample-dp", ("sample-dp", "client-dp"), 4.0, 12.0, 1e-5)
     assert (policy.max_grad_norm, policy.accountant, policy.min_cohort) == (0.8, "prv", 5)
-    assert policy.require_secagg and not policy.release_evaluation
+    assert policy.require_secagg and not policy.release_evaluation and not policy.allow_synthesis
     node = cfg.node_config()
     assert node["allow-modes"] == "sample-dp,client-dp" and node["total-epsilon"] == 12.0
-    assert node["release-evaluation"] is False and node["min-cohort"] == 5
+    assert node["release-evaluation"] is False and node["min-cohort"] == 5 and node["allow-synthesis"] is False
     assert 'allow-modes="sample-dp,client-dp"' in daemon.node_config_text(node)
 
 

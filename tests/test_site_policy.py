@@ -43,6 +43,28 @@ def test_a_mode_the_site_does_not_allow_is_refused_with_the_sites_reason() -> No
         assert "resubmit" in info.value.fix and "allow-modes" in info.value.fix
 
 
+def test_a_site_decides_whether_synthetic_data_is_made_from_its_rows() -> None:
+    default = SitePolicy(epsilon=5.0, delta=1e-4)
+    assert default.allow_synthesis  # same DP-SGD, ledger and budgets as training (docs/PRIVACY.md section 10)
+    default.check_task("synthesize")
+    closed = SitePolicy(epsilon=5.0, delta=1e-4, allow_synthesis=False)
+    closed.check_task("classify")  # training runs are not affected
+    with pytest.raises(SitePolicyRefusal) as info:
+        closed.check_task("synthesize")
+    assert "allow-synthesis = false" in info.value.problem and "allow-synthesis = true" in info.value.fix
+
+
+def test_the_site_refuses_a_synthesis_run_it_does_not_allow_and_still_trains(tmp_path) -> None:
+    from client.site import site_run
+
+    cfg = RunConfig.from_flower({"dataset": "heart-disease", "partition": "natural", "task": "synthesize"})
+    node = {"site": "cleveland", "state-dir": str(tmp_path), "dataset": "heart-disease", "dataset-site": "cleveland",
+            **SitePolicy(epsilon=5.0, delta=1e-4, allow_synthesis=False).to_node_config()}
+    assert "allow-synthesis = false" in site_run(cfg, node, run_id=1).refusal
+    training = RunConfig.from_flower({"dataset": "heart-disease", "partition": "natural"})
+    assert site_run(training, node, run_id=1).refusal == ""
+
+
 def test_the_sites_budget_and_accountant_win_and_the_run_keeps_only_what_does_not_change_the_guarantee() -> None:
     run = PrivacyConfig(mode="client-dp", epsilon=100.0, delta=0.1, max_grad_norm=7.0, accountant="prv",
                         clipping="flat", client_noise_multiplier=1.3)
@@ -85,7 +107,7 @@ def test_secagg_off_is_accepted_only_when_the_site_does_not_require_it() -> None
 def test_node_config_round_trip_and_string_values() -> None:
     policy = SitePolicy(epsilon=4.0, delta=1e-5, total_epsilon=12.0, mode="sample-dp",
                         allowed_modes=("sample-dp", "client-dp"), max_grad_norm=0.5, accountant="prv",
-                        min_cohort=4, require_secagg=False, release_evaluation=False)
+                        min_cohort=4, require_secagg=False, release_evaluation=False, allow_synthesis=False)
     node = policy.to_node_config()
     assert node["allow-modes"] == "sample-dp,client-dp"
     assert all(isinstance(v, (str, int, float, bool)) for v in node.values())  # node-config scalars

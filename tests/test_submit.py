@@ -49,3 +49,24 @@ def test_staged_app_is_a_small_real_copy(tmp_path: Path) -> None:
     assert not any(p.is_symlink() for p in stage.rglob("*"))
     assert {p.suffix for p in files} == {".py", ".toml"}
     assert not (stage / "tests").exists() and not (stage / "simulations").exists()
+
+
+def test_a_synthesis_schema_file_travels_inline_in_the_run_config(tmp_path: Path, pki_dir: Path) -> None:
+    """The sites cannot open a path on the server: `medfed server run` sends the (public) schema itself."""
+    import json
+
+    from server.deploy.submit import app_defaults
+
+    columns = [{"name": "age", "kind": "continuous", "min": 0, "max": 100},
+               {"name": "sex", "kind": "categorical", "values": [0, 1]}]
+    (tmp_path / "schema.json").write_text(json.dumps({"label": "outcome", "columns": columns}, indent=2))
+    cfg = load_server_settings(server_toml(tmp_path, pki_dir, extra='[run]\ndataset = "heart-disease"\n'
+                                           'task = "synthesize"\nsynth-schema = "schema.json"\n'))
+    defaults = app_defaults(stage_app(tmp_path / "stage"))
+    sent, run = build_run_config(cfg, name="s", out_dir=tmp_path / "o", overrides={}, defaults=defaults)
+    assert json.loads(sent["synth-schema"])["label"] == "outcome" and "\n" not in sent["synth-schema"]
+    assert run.synthesis.schema == sent["synth-schema"]
+    (tmp_path / "broken.json").write_text('{"columns": [{"name": "age", "kind": "text"}]}')
+    with pytest.raises(ConfigError, match="kind 'text'"):
+        build_run_config(cfg, name="s", out_dir=tmp_path / "o", overrides={"synth-schema": "broken.json"},
+                         defaults=defaults)

@@ -91,6 +91,22 @@ def test_a_table_without_a_schema_is_refused_and_a_schema_file_is_read(tmp_path)
     assert schema.names == ("a", "b") and schema.columns[1].values == (0.0, 1.0, 2.0)
 
 
+def test_the_schema_takes_the_runs_label_column_and_travels_inline(tmp_path):
+    columns = [{"name": "age", "kind": "continuous", "min": 0, "max": 100},
+               {"name": "sex", "kind": "categorical", "values": [0, 1]}]
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps({"columns": columns}))
+    assert schema_for("", str(path), "diagnosis").label == "diagnosis"  # no label named: the run's label-column
+    assert schema_for("", str(path)).label == "label"
+    inline = json.dumps({"label": "diagnosis", "columns": columns})  # how a deployed run carries it to the sites
+    assert schema_for("", inline, "diagnosis").names == ("age", "sex")
+    with pytest.raises(ConfigError, match="names the label column 'diagnosis'") as err:
+        schema_for("", inline, "label")
+    assert "--label-column diagnosis" in err.value.fix
+    with pytest.raises(ConfigError, match="label column 'age' is also declared as a feature column"):
+        schema_for("", json.dumps({"columns": columns}), "age")
+
+
 def test_images_are_refused_until_the_image_generator_exists():
     from common.synthesis.setup import run_schema
 
@@ -271,6 +287,43 @@ def test_a_short_private_federation_writes_a_table_medfed_reads(tmp_path, data_d
     assert check.exit_code == 0, check.output
     sim = runner.invoke(app, ["simulate", "--data", str(out / "synthetic.csv"), "--format", "table", "--sites", "2",
                               "--rounds", "1", "--no-secagg", "--out", str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    assert (tmp_path / "sim" / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_a_hospital_table_with_its_own_label_column_synthesises_and_reads_back(tmp_path):
+    """`medfed synth --data t.csv --label-column diagnosis`: the synthetic table keeps the column's
+    name, so `medfed data check` and `medfed simulate` read it back with the same option."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from simulations.cli.main import app
+
+    x, y = heart_rows(240, seed=5)
+    table = pd.DataFrame(x, columns=list(HEART_DISEASE.names)).assign(diagnosis=y)
+    table.to_csv(tmp_path / "ward.csv", index=False)
+    columns = [{"name": c.name, "kind": c.kind, **({"min": c.lo, "max": c.hi, "integer": c.integer}
+                                                  if c.kind == "continuous" else {"values": list(c.values)})}
+               for c in HEART_DISEASE.columns]
+    (tmp_path / "schema.json").write_text(json.dumps({"columns": columns}))  # names no label: takes the run's
+    out = tmp_path / "synth"
+    runner = CliRunner()
+    res = runner.invoke(app, ["synth", "--data", str(tmp_path / "ward.csv"), "--format", "table",
+                              "--label-column", "diagnosis", "--schema", str(tmp_path / "schema.json"),
+                              "--sites", "2", "--partition", "iid", "--rounds", "1", "--local-epochs", "1",
+                              "--rows", "80", "--no-secagg", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    card = json.loads((out / "datacard.json").read_text())
+    synthetic = pd.read_csv(out / "synthetic.csv")
+    assert card["label_column"] == "diagnosis" and list(synthetic.columns) == [*HEART_DISEASE.names, "diagnosis"]
+    assert set(synthetic["diagnosis"]) == {0, 1} and "label" not in synthetic.columns
+    check = runner.invoke(app, ["data", "check", "--path", str(out / "synthetic.csv"), "--format", "table",
+                                "--label-column", "diagnosis"])
+    assert check.exit_code == 0, check.output
+    sim = runner.invoke(app, ["simulate", "--data", str(out / "synthetic.csv"), "--format", "table",
+                              "--label-column", "diagnosis", "--sites", "2", "--partition", "iid", "--rounds", "1",
+                              "--no-secagg", "--out", str(tmp_path / "sim")])
     assert sim.exit_code == 0, sim.output
     assert (tmp_path / "sim" / "report.html").exists()
 

@@ -31,7 +31,8 @@ def validate_data(config: SiteConfig) -> tuple[SiteConfig, str]:
         from common.datasets.hospital import infer_format, load_hospital
 
         fmt = config.data_format or infer_format(config.data_path)
-        ds = load_hospital(config.data_path, fmt, site_name=config.name)
+        ds = load_hospital(config.data_path, fmt, site_name=config.name,
+                           label_column=config.label_column, text_column=config.text_column)
         site = next(iter(ds.sites.values()))
         problems = check_dataset(ds)
         config = dataclasses.replace(config, data_format=fmt)

@@ -26,9 +26,10 @@ from common.privacy.sample_dp import SAMPLE_DP
 EXAMPLE = "deploy/examples/site.toml"
 TABLES = {"site", "data", "privacy", "tls", "identity"}
 SITE_KEYS = {"name", "server", "state-dir", "device", "insecure", "require-secagg", "runtime-port", "max-wait-time"}
-DATA_KEYS = {"dataset", "site", "path", "format"}
+DATA_KEYS = {"dataset", "site", "path", "format", "label-column", "text-column"}
 PRIVACY_KEYS = {"mode", "allow-modes", "epsilon", "total-epsilon", "delta", "max-grad-norm", "accountant",
-                "min-cohort", "release-evaluation"}
+                "min-cohort", "release-evaluation", "allow-synthesis"}
+TABLE_FORMATS = ("table", "text-table")  # the formats whose columns [data] label-column / text-column name
 TLS_KEYS = {"ca-cert"}
 IDENTITY_KEYS = {"private-key", "public-key"}
 SITE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as `medfed pki node --site`
@@ -57,6 +58,8 @@ class SiteConfig:
     dataset_site: str
     data_path: Path | None
     data_format: str
+    label_column: str  # the hospital's own table: how it is read is the site's decision, not a run's
+    text_column: str
     epsilon: float
     delta: float
     max_grad_norm: float | None
@@ -66,6 +69,7 @@ class SiteConfig:
     accountant: str
     min_cohort: int
     release_evaluation: bool
+    allow_synthesis: bool
     ca_cert: Path | None
     private_key: Path | None
     public_key: Path | None
@@ -93,6 +97,7 @@ class SiteConfig:
             epsilon=self.epsilon, delta=self.delta, total_epsilon=self.total_epsilon, mode=self.mode,
             allowed_modes=self.allow_modes, max_grad_norm=self.max_grad_norm, accountant=self.accountant,
             min_cohort=self.min_cohort, require_secagg=self.require_secagg, release_evaluation=self.release_evaluation,
+            allow_synthesis=self.allow_synthesis,
         )
 
     @property
@@ -111,6 +116,8 @@ class SiteConfig:
         if self.data_path is not None:
             out[NodeKey.DATA_PATH] = str(self.data_path.resolve())
             out[NodeKey.DATA_FORMAT] = self.data_format
+            out[NodeKey.LABEL_COLUMN] = self.label_column
+            out[NodeKey.TEXT_COLUMN] = self.text_column
         else:
             out[NodeKey.DATASET] = self.dataset
             out[NodeKey.DATASET_SITE] = self.dataset_site
@@ -147,19 +154,31 @@ def load_site_config(path: Path | str, *, insecure: bool = False, check_files: b
 
     data = toml.table("data")
     dataset, dataset_site, data_path, data_format = "", "", None, ""
+    label_column = toml.get("data", "label-column", str, "label") or ""
+    text_column = toml.get("data", "text-column", str, "text") or ""
     if ("dataset" in data) == ("path" in data):
         toml.problems.append("[data] needs exactly one of: path (+ format) for this hospital's own files, "
                              "or dataset (+ site) for a built-in dataset.")
     elif "dataset" in data:
         dataset = toml.get("data", "dataset", str) or ""
         dataset_site = toml.get("data", "site", str, name or "") or ""
-        if "format" in data:
-            toml.problems.append("[data] format only applies to path; remove it (or use path instead of dataset).")
+        for key in ("format", "label-column", "text-column"):
+            if key in data:
+                toml.problems.append(f"[data] {key} only applies to path; remove it (or use path instead of dataset).")
     else:
         data_path = toml.get_path("data", "path")
         data_format = toml.get("data", "format", str, "") or ""
         if "site" in data:
             toml.problems.append("[data] site only applies to a built-in dataset; remove it.")
+        for key in ("label-column", "text-column"):  # a typo'd column would otherwise be ignored silently
+            applies = TABLE_FORMATS if key == "label-column" else ("text-table",)
+            if key in data and data_format and data_format not in applies:
+                toml.problems.append(f"[data] {key} only applies to format {' or '.join(applies)}; remove it "
+                                     f"(format is {data_format!r}).")
+        if not label_column.strip() or not text_column.strip():
+            toml.problems.append("[data] label-column and text-column must name a column (defaults: label, text).")
+        elif label_column == text_column:
+            toml.problems.append(f"[data] label-column and text-column are both {label_column!r}; name two columns.")
 
     epsilon = toml.get("privacy", "epsilon", float)
     delta = toml.get("privacy", "delta", float)
@@ -171,6 +190,7 @@ def load_site_config(path: Path | str, *, insecure: bool = False, check_files: b
     min_cohort = toml.get("privacy", "min-cohort", int, DEFAULT_MIN_COHORT)
     min_cohort = DEFAULT_MIN_COHORT if min_cohort is None else min_cohort
     release_evaluation = bool(toml.get("privacy", "release-evaluation", bool, True))
+    allow_synthesis = bool(toml.get("privacy", "allow-synthesis", bool, True))
     if epsilon is not None and delta is not None:
         rules = SitePolicy(epsilon=epsilon, delta=delta, total_epsilon=total_epsilon, mode=mode,
                            allowed_modes=allow_modes, max_grad_norm=max_grad_norm, accountant=accountant,
@@ -200,9 +220,10 @@ def load_site_config(path: Path | str, *, insecure: bool = False, check_files: b
         config_path=toml.path, name=name, server=server, state_dir=state_dir, device=str(device),
         insecure=insecure, require_secagg=require_secagg, runtime_port=int(runtime_port), max_wait_time=float(max_wait),
         dataset=dataset, dataset_site=dataset_site, data_path=data_path, data_format=data_format,
+        label_column=label_column, text_column=text_column,
         epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm, mode=mode, allow_modes=allow_modes,
         total_epsilon=total_epsilon, accountant=accountant, min_cohort=min_cohort,
-        release_evaluation=release_evaluation,
+        release_evaluation=release_evaluation, allow_synthesis=allow_synthesis,
         ca_cert=ca_cert, private_key=private_key, public_key=public_key, warnings=tuple(warnings),
     )  # fmt: skip
     if check_files and not insecure:

@@ -18,6 +18,13 @@ Which values the site fixes, and why (a run's own values for these are ignored):
   * max_grad_norm: the site's when it sets one. Under DP-SGD the noise scales with the norm,
     so epsilon does not depend on it, but under client-dp it bounds what one site's update can
     move the aggregate; a site that sets it fixes it, else the run's value is used.
+  * allow_synthesis: whether the site takes part in a synthesis run (task = synthesize, a
+    DP-trained generator whose synthetic table the server writes). Default true: such a run is
+    DP-SGD on the same rows with the same accountant, charged to the same per-run and lifetime
+    budgets, and the table is post-processing of DP outputs (docs/PRIVACY.md section 10), so it
+    releases nothing a training run would not. A hospital whose governance does not allow
+    synthetic data to be made from its records at all sets it false: the site then refuses the
+    run, with its reason, before any gradient, and its audit log records the refusal.
 What a run may still choose: `clipping` (flat or ghost: the same mechanism, only memory and
 speed differ) and `client_noise_multiplier` (client-dp's server-side noise: it protects the
 site only against what the server publishes, not against the server itself, which is why
@@ -57,7 +64,7 @@ _NODE_KEYS = {
     NodeKey.PRIVACY_MODE: "mode", NodeKey.ALLOW_MODES: "allow-modes", NodeKey.EPSILON: "epsilon",
     NodeKey.TOTAL_EPSILON: "total-epsilon", NodeKey.DELTA: "delta", NodeKey.MAX_GRAD_NORM: "max-grad-norm",
     NodeKey.ACCOUNTANT: "accountant", NodeKey.MIN_COHORT: "min-cohort", NodeKey.REQUIRE_SECAGG: "require-secagg",
-    NodeKey.RELEASE_EVALUATION: "release-evaluation",
+    NodeKey.RELEASE_EVALUATION: "release-evaluation", NodeKey.ALLOW_SYNTHESIS: "allow-synthesis",
 }  # fmt: skip
 
 
@@ -80,6 +87,7 @@ class SitePolicy:
     min_cohort: int = DEFAULT_MIN_COHORT
     require_secagg: bool = True
     release_evaluation: bool = True  # evaluation metrics on the site's test split are a non-DP release
+    allow_synthesis: bool = True  # take part in task = synthesize runs (see the module docstring)
 
     def __post_init__(self) -> None:
         if self.total_epsilon is None:
@@ -122,6 +130,16 @@ class SitePolicy:
         return self
 
     # ------------------------------------------------------------------ decisions
+
+    def check_task(self, task: str) -> None:
+        """Refuse a synthesis run when the site does not allow synthetic data from its rows."""
+        if task == "synthesize" and not self.allow_synthesis:
+            raise SitePolicyRefusal(
+                "This site's policy does not allow synthesis runs (allow-synthesis = false): no synthetic data "
+                "is made from its records; the site refused the run.",
+                "run the synthesis without this site, or ask the hospital to set allow-synthesis = true in its "
+                "site.toml [privacy].",
+            )
 
     def admit(self, run: PrivacyConfig) -> PrivacyConfig:
         """The privacy settings this site trains with for a run asking `run`.
@@ -191,6 +209,7 @@ class SitePolicy:
             NodeKey.MIN_COHORT: self.min_cohort,
             NodeKey.REQUIRE_SECAGG: self.require_secagg,
             NodeKey.RELEASE_EVALUATION: self.release_evaluation,
+            NodeKey.ALLOW_SYNTHESIS: self.allow_synthesis,
         }
         if self.max_grad_norm is not None:
             out[NodeKey.MAX_GRAD_NORM] = self.max_grad_norm
@@ -286,5 +305,5 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "total-epsilon": ("total_epsilon", "float"), "delta": ("delta", "float"),
     "max-grad-norm": ("max_grad_norm", "float"), "accountant": ("accountant", "str"),
     "min-cohort": ("min_cohort", "int"), "require-secagg": ("require_secagg", "bool"),
-    "release-evaluation": ("release_evaluation", "bool"),
+    "release-evaluation": ("release_evaluation", "bool"), "allow-synthesis": ("allow_synthesis", "bool"),
 }  # fmt: skip

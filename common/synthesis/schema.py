@@ -7,14 +7,18 @@ domain in advance (clinical ranges, code lists), the same at every site, so the 
 no privacy at all. A site whose rows fall outside the declared domain refuses with the row and
 column, rather than silently clipping them.
 
-JSON form (`synth-schema = "path/to/schema.json"`):
+JSON form (`synth-schema = "path/to/schema.json"`, or the same JSON text inline, which is how it
+reaches deployed sites: the run config is public, a server path is not on a hospital's disk):
     {"label": "label", "classes": ["no disease", "disease"],
      "columns": [{"name": "age", "kind": "continuous", "min": 0, "max": 100, "integer": true},
                  {"name": "sex", "kind": "categorical", "values": [0, 1]}]}
+"label" is the table's label column; absent, it is the run's `label-column` (default "label").
+The synthetic table keeps that name, so it is read back with the same `--label-column`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -71,6 +75,8 @@ class TableSchema:
             problems.append("the schema declares no feature columns.")
         if len(set(self.names)) != len(self.names):
             problems.append("the schema names a column twice.")
+        if self.label in self.names:
+            problems.append(f"the label column {self.label!r} is also declared as a feature column.")
         if num_features is not None and num_features != len(self.columns):
             problems.append(f"the schema declares {len(self.columns)} feature columns but the data has {num_features}.")
         if num_classes is not None and self.classes and len(self.classes) != num_classes:
@@ -84,9 +90,11 @@ class TableSchema:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "TableSchema":
-        p = Path(path)
+        """Read a schema file, or the schema's JSON text itself (a value starting with "{")."""
+        inline = isinstance(path, str) and path.lstrip().startswith("{")
+        p = "the inline synth-schema" if inline else Path(path)
         try:
-            raw: Any = json.loads(p.read_text())
+            raw: Any = json.loads(path if inline else Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"The synthetic-data schema {p} does not exist.", "pass an existing JSON file as synth-schema.") from None
         except json.JSONDecodeError as err:
@@ -105,7 +113,7 @@ class TableSchema:
                 )
                 for c in raw["columns"]
             )
-            return cls(columns, str(raw.get("label", "label")), tuple(str(c) for c in raw.get("classes", ())))
+            return cls(columns, str(raw.get("label", "")), tuple(str(c) for c in raw.get("classes", ())))
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"The synthetic-data schema {p} is malformed ({err!r}).",
                               'each column needs "name" and "kind" (continuous: "min", "max"; categorical: "values").') from None
@@ -143,10 +151,23 @@ HEART_DISEASE = TableSchema(
 BUILTIN_SCHEMAS: dict[str, TableSchema] = {"heart-disease": HEART_DISEASE}
 
 
-def schema_for(dataset: str, schema_path: str) -> TableSchema:
-    """The run's schema: the `synth-schema` file if set, else the built-in dataset's own."""
+def schema_for(dataset: str, schema_path: str, label_column: str = "label") -> TableSchema:
+    """The run's schema: the `synth-schema` file (or inline JSON) if set, else the built-in
+    dataset's own. A schema that names no label column takes the run's `label-column`; one that
+    names another is refused (the table is read with `label-column`, the synthetic table is
+    written with the schema's label: they must be the same column)."""
     if schema_path:
-        return TableSchema.from_json(schema_path).validate()
+        schema = TableSchema.from_json(schema_path)
+        if not schema.label:
+            schema = dataclasses.replace(schema, label=label_column)
+        elif schema.label != label_column:
+            raise ConfigError(
+                f"The synthetic-data schema names the label column {schema.label!r}, but the run reads the "
+                f"table's labels from label-column={label_column!r}.",
+                f"pass --label-column {schema.label} (label-column in a run config), or drop \"label\" from the "
+                "schema so it takes the run's label column.",
+            )
+        return schema.validate()
     if dataset in BUILTIN_SCHEMAS:
         return BUILTIN_SCHEMAS[dataset]
     raise ConfigError(

@@ -31,7 +31,7 @@ def run_schema(cfg: RunConfig, dataset: FederatedDataset) -> TableSchema:
             "(the image generator, a conditional DCGAN, is not built yet).",
             "synthesise a table (--dataset heart-disease, or --data FILE.csv --format table with --schema).",
         )
-    schema = schema_for(cfg.data.dataset if not cfg.data.data_path else "", cfg.synthesis.schema)
+    schema = schema_for(cfg.data.dataset if not cfg.data.data_path else "", cfg.synthesis.schema, cfg.data.label_column)
     return schema.validate(num_features=int(np.prod(dataset.input_shape)), num_classes=dataset.num_classes)
 
 

@@ -24,7 +24,8 @@ FILE_POLL_S = 2.0
 STATUS_POLL_S = 30.0
 LOST_RETRY_S = 5.0  # after a failed status call, ask again this soon ...
 LOST_AFTER_S = 30.0  # ... and give up following after this long without an answer
-OUTPUT_FILES = ("report.html", "metrics.json", "metrics.csv", "privacy.json", "global_model.pt", "events.log")
+OUTPUT_FILES = ("report.html", "metrics.json", "metrics.csv", "privacy.json", "global_model.pt", "events.log",
+                "synthetic.csv", "synthetic.parquet", "datacard.json")  # the last three: task = synthesize
 
 
 @dataclass
@@ -60,7 +61,8 @@ def round_line(record: dict, privacy: dict | None, num_rounds: int) -> list[str]
         if not glob:
             return ["round 0: untrained model; no central test set, baseline comes from the sites' first evaluation"]
         return [f"round 0 (untrained baseline): AUC {_fmt(glob.get('auc'))}  accuracy {_fmt(glob.get('accuracy'))}"]
-    parts = [f"round {rnd}/{num_rounds}: AUC {_fmt(glob.get('auc'))}  accuracy {_fmt(glob.get('accuracy'))}{source}"]
+    scores = f" AUC {_fmt(glob.get('auc'))}  accuracy {_fmt(glob.get('accuracy'))}{source}" if glob else ""
+    parts = [f"round {rnd}/{num_rounds}:{scores}"]  # no scores: a synthesis run (a GAN has no accuracy)
     fit = record.get("fit")
     trained = [s for s, m in record.get("sites", {}).items() if m.get("num_train_examples", 0) > 0]
     parts.append(f"sites {fit['sites'] if fit else 0} replied, {len(trained)} trained")
@@ -183,7 +185,7 @@ def final_summary(outcome: RunOutcome) -> list[str]:
     """Baseline vs final global metrics and the sites that refused, for the closing lines."""
     lines = []
     rounds = outcome.rounds
-    if rounds:
+    if any(r.get("global") for r in rounds):
         last = rounds[-1].get("global", {})
         first = next((r.get("global", {}) for r in rounds if r.get("global", {}).get("auc") is not None), {})
         lines.append(f"final global AUC {_fmt(last.get('auc'))} (first recorded {_fmt(first.get('auc'))}), "

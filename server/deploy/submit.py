@@ -13,6 +13,8 @@ keeps the scope, so the hospitals' ledgers keep counting against the same budget
 
 from __future__ import annotations
 
+import json
+
 import re
 import shutil
 import socket
@@ -145,9 +147,23 @@ def build_run_config(
             f"Unknown run setting(s): {', '.join(unknown)}.",
             f"use only keys of [tool.flwr.app.config]: {', '.join(sorted(defaults))}.",
         )
+    if isinstance(schema := sent.get("synth-schema"), str) and schema and not schema.lstrip().startswith("{"):
+        sent["synth-schema"] = inline_schema(schema, base=settings.config_path.parent)
     cfg = RunConfig.from_flower({**defaults, **sent})
     check_strategy(cfg.federation.strategy)
     return sent, cfg
+
+
+def inline_schema(path: str, *, base: Path) -> str:
+    """A synthesis run's schema file as the JSON text the run config carries. The sites build the
+    same encoder from it, and a path on the server is not on any hospital's disk; the schema is
+    public (declared, never fitted), so it may travel with the run. Relative to server.toml."""
+    from common.synthesis.schema import TableSchema
+
+    file = Path(path).expanduser()
+    file = file if file.is_absolute() else base / file
+    TableSchema.from_json(file).validate()  # refused here, with the file named, not at every site
+    return json.dumps(json.loads(file.read_text()), separators=(",", ":"))
 
 
 def check_reachable(settings: ServerSettings) -> None:

@@ -14,8 +14,9 @@ from simulations.cli.support import user_errors, warn
 @user_errors
 def synth(
     dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset with a public schema: heart-disease.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="A hospital table (CSV/Parquet with a 'label' column) instead of a built-in dataset; needs --schema.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="A hospital table (CSV/Parquet) instead of a built-in dataset; needs --schema.")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Format of --data: table.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="The --data table's label column (default: label); the synthetic table keeps its name.")] = None,
     schema: Annotated[Optional[Path], typer.Option(help="The table's public schema (JSON: each column's kind and declared domain).")] = None,
     sites: Annotated[Optional[int], typer.Option(help="Number of simulated hospitals (natural partitions fix it).")] = None,
     partition: Annotated[Optional[str], typer.Option(help="natural, iid, dirichlet or quantity.")] = None,
@@ -48,6 +49,7 @@ def synth(
             "dataset": ds,
             "data-path": str(data) if data is not None else None,
             "data-format": format,
+            "label-column": label_column,
             "synth-schema": str(schema) if schema is not None else None,
             "synth-rows": rows,
             "synth-learning-rate": 0.005,
