@@ -50,6 +50,7 @@ def site_run(cfg: RunConfig, node_config: Mapping[str, Any], run_id: int) -> Sit
     device = str(node_config.get(NodeKey.DEVICE, "auto"))
     try:
         identity.policy.check_task(cfg.synthesis.task)
+        identity.policy.check_class_balance(cfg.training.class_balance)
         privacy, refusal = identity.policy.admit(cfg.privacy), ""
     except SitePolicyRefusal as err:
         privacy, refusal = cfg.privacy, err.problem  # nothing trains with it: the site refuses the run

@@ -452,7 +452,7 @@ class RunConfig:
 #: The policy itself (types, ranges, modes) is client/privacy/policy.py; common/ only knows the names.
 SITE_POLICY_KEYS = (
     "mode", "allow-modes", "epsilon", "total-epsilon", "delta", "max-grad-norm", "accountant",
-    "min-cohort", "require-secagg", "release-evaluation", "allow-synthesis",
+    "min-cohort", "require-secagg", "release-evaluation", "allow-synthesis", "allow-class-balance",
 )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ class NodeKey:
     MIN_COHORT: Final = "min-cohort"
     RELEASE_EVALUATION: Final = "release-evaluation"
     ALLOW_SYNTHESIS: Final = "allow-synthesis"
+    ALLOW_CLASS_BALANCE: Final = "allow-class-balance"
     # How the site reads its own table (data-path with format table or text-table).
     LABEL_COLUMN: Final = "label-column"
     TEXT_COLUMN: Final = "text-column"

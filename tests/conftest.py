@@ -20,7 +20,7 @@ def data_dir() -> Path:
 # The test files that take longest and mostly wait (real SuperLink/SuperNode processes, heartbeats
 # of killed nodes): run first, so that under `-n 2 --dist loadfile` (pyproject.toml) one worker
 # starts on them at once while the other works through the rest of the suite.
-LONG_WAITING_FILES = ("tests/test_multiprocess_federation.py",)
+LONG_WAITING_FILES = ("tests/test_multiprocess_federation.py", "tests/test_deployed_synthesis.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

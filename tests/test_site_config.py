@@ -24,6 +24,7 @@ def test_valid_site_toml_and_node_config(tmp_path: Path, pki_dir: Path) -> None:
         "epsilon": 5.0, "delta": 1e-4, "require-secagg": False, "dataset": "heart-disease",
         "dataset-site": "cleveland", "privacy-mode": "sample-dp", "allow-modes": "sample-dp",
         "total-epsilon": 5.0, "accountant": "rdp", "min-cohort": 3, "release-evaluation": True, "allow-synthesis": True,
+        "allow-class-balance": False,
     }  # total-epsilon absent: fail closed, one run's worth
     text = daemon.node_config_text(node)
     assert 'site="cleveland"' in text and "epsilon=5.0" in text and "require-secagg=false" in text

@@ -65,6 +65,24 @@ def test_the_site_refuses_a_synthesis_run_it_does_not_allow_and_still_trains(tmp
     assert site_run(training, node, run_id=1).refusal == ""
 
 
+def test_a_deployed_site_refuses_a_class_balanced_loss_unless_its_own_policy_allows_it(tmp_path) -> None:
+    """The class counts behind class-balance are outside epsilon (docs/PRIVACY.md): a run may ask,
+    the site decides (default: refuse); a simulated site allows what the researcher asks."""
+    from client.site import site_run
+
+    asking = RunConfig.from_flower({"dataset": "heart-disease", "partition": "natural", "class-balance": "logit-adjust"})
+    node = {"site": "cleveland", "state-dir": str(tmp_path), "dataset": "heart-disease", "dataset-site": "cleveland",
+            **SitePolicy(epsilon=5.0, delta=1e-4).to_node_config()}
+    refusal = site_run(asking, node, run_id=1).refusal
+    assert "class-balance='logit-adjust'" in refusal and "allow-class-balance = false" in refusal
+    allowing = {**node, **SitePolicy(epsilon=5.0, delta=1e-4, allow_class_balance=True).to_node_config()}
+    assert site_run(asking, allowing, run_id=1).refusal == ""
+    plain = RunConfig.from_flower({"dataset": "heart-disease", "partition": "natural"})
+    assert site_run(plain, node, run_id=1).refusal == ""
+    assert SitePolicy.for_simulated_site(asking, "cleveland").allow_class_balance
+    assert not SitePolicy.for_simulated_site(plain, "cleveland").allow_class_balance
+
+
 def test_the_sites_budget_and_accountant_win_and_the_run_keeps_only_what_does_not_change_the_guarantee() -> None:
     run = PrivacyConfig(mode="client-dp", epsilon=100.0, delta=0.1, max_grad_norm=7.0, accountant="prv",
                         clipping="flat", client_noise_multiplier=1.3)
@@ -107,7 +125,8 @@ def test_secagg_off_is_accepted_only_when_the_site_does_not_require_it() -> None
 def test_node_config_round_trip_and_string_values() -> None:
     policy = SitePolicy(epsilon=4.0, delta=1e-5, total_epsilon=12.0, mode="sample-dp",
                         allowed_modes=("sample-dp", "client-dp"), max_grad_norm=0.5, accountant="prv",
-                        min_cohort=4, require_secagg=False, release_evaluation=False, allow_synthesis=False)
+                        min_cohort=4, require_secagg=False, release_evaluation=False, allow_synthesis=False,
+                        allow_class_balance=True)
     node = policy.to_node_config()
     assert node["allow-modes"] == "sample-dp,client-dp"
     assert all(isinstance(v, (str, int, float, bool)) for v in node.values())  # node-config scalars

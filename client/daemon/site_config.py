@@ -28,7 +28,7 @@ TABLES = {"site", "data", "privacy", "tls", "identity"}
 SITE_KEYS = {"name", "server", "state-dir", "device", "insecure", "require-secagg", "runtime-port", "max-wait-time"}
 DATA_KEYS = {"dataset", "site", "path", "format", "label-column", "text-column"}
 PRIVACY_KEYS = {"mode", "allow-modes", "epsilon", "total-epsilon", "delta", "max-grad-norm", "accountant",
-                "min-cohort", "release-evaluation", "allow-synthesis"}
+                "min-cohort", "release-evaluation", "allow-synthesis", "allow-class-balance"}
 TABLE_FORMATS = ("table", "text-table")  # the formats whose columns [data] label-column / text-column name
 TLS_KEYS = {"ca-cert"}
 IDENTITY_KEYS = {"private-key", "public-key"}
@@ -70,6 +70,7 @@ class SiteConfig:
     min_cohort: int
     release_evaluation: bool
     allow_synthesis: bool
+    allow_class_balance: bool
     ca_cert: Path | None
     private_key: Path | None
     public_key: Path | None
@@ -97,7 +98,7 @@ class SiteConfig:
             epsilon=self.epsilon, delta=self.delta, total_epsilon=self.total_epsilon, mode=self.mode,
             allowed_modes=self.allow_modes, max_grad_norm=self.max_grad_norm, accountant=self.accountant,
             min_cohort=self.min_cohort, require_secagg=self.require_secagg, release_evaluation=self.release_evaluation,
-            allow_synthesis=self.allow_synthesis,
+            allow_synthesis=self.allow_synthesis, allow_class_balance=self.allow_class_balance,
         )
 
     @property
@@ -191,6 +192,7 @@ def load_site_config(path: Path | str, *, insecure: bool = False, check_files: b
     min_cohort = DEFAULT_MIN_COHORT if min_cohort is None else min_cohort
     release_evaluation = bool(toml.get("privacy", "release-evaluation", bool, True))
     allow_synthesis = bool(toml.get("privacy", "allow-synthesis", bool, True))
+    allow_class_balance = bool(toml.get("privacy", "allow-class-balance", bool, False))
     if epsilon is not None and delta is not None:
         rules = SitePolicy(epsilon=epsilon, delta=delta, total_epsilon=total_epsilon, mode=mode,
                            allowed_modes=allow_modes, max_grad_norm=max_grad_norm, accountant=accountant,
@@ -224,7 +226,7 @@ def load_site_config(path: Path | str, *, insecure: bool = False, check_files: b
         epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm, mode=mode, allow_modes=allow_modes,
         total_epsilon=total_epsilon, accountant=accountant, min_cohort=min_cohort,
         release_evaluation=release_evaluation, allow_synthesis=allow_synthesis,
-        ca_cert=ca_cert, private_key=private_key, public_key=public_key, warnings=tuple(warnings),
+        allow_class_balance=allow_class_balance, ca_cert=ca_cert, private_key=private_key, public_key=public_key, warnings=tuple(warnings),
     )  # fmt: skip
     if check_files and not insecure:
         check_security_files(config)

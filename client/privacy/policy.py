@@ -25,6 +25,11 @@ Which values the site fixes, and why (a run's own values for these are ignored):
     releases nothing a training run would not. A hospital whose governance does not allow
     synthetic data to be made from its records at all sets it false: the site then refuses the
     run, with its reason, before any gradient, and its audit log records the refusal.
+  * allow_class_balance: whether the site trains with a class-balanced loss when a run asks
+    (`class-balance`, client/class_balance.py). Default false: that loss is corrected by the
+    site's own class counts, which epsilon does not cover (docs/PRIVACY.md, "Class-balanced
+    loss"), so only a site that accepts releasing that much unaccounted information sets it true;
+    otherwise the site refuses such a run before any gradient, and its audit log says why.
 What a run may still choose: `clipping` (flat or ghost: the same mechanism, only memory and
 speed differ) and `client_noise_multiplier` (client-dp's server-side noise: it protects the
 site only against what the server publishes, not against the server itself, which is why
@@ -65,6 +70,7 @@ _NODE_KEYS = {
     NodeKey.TOTAL_EPSILON: "total-epsilon", NodeKey.DELTA: "delta", NodeKey.MAX_GRAD_NORM: "max-grad-norm",
     NodeKey.ACCOUNTANT: "accountant", NodeKey.MIN_COHORT: "min-cohort", NodeKey.REQUIRE_SECAGG: "require-secagg",
     NodeKey.RELEASE_EVALUATION: "release-evaluation", NodeKey.ALLOW_SYNTHESIS: "allow-synthesis",
+    NodeKey.ALLOW_CLASS_BALANCE: "allow-class-balance",
 }  # fmt: skip
 
 
@@ -88,6 +94,7 @@ class SitePolicy:
     require_secagg: bool = True
     release_evaluation: bool = True  # evaluation metrics on the site's test split are a non-DP release
     allow_synthesis: bool = True  # take part in task = synthesize runs (see the module docstring)
+    allow_class_balance: bool = False  # a loss corrected by the site's class counts (not covered by epsilon)
 
     def __post_init__(self) -> None:
         if self.total_epsilon is None:
@@ -139,6 +146,16 @@ class SitePolicy:
                 "is made from its records; the site refused the run.",
                 "run the synthesis without this site, or ask the hospital to set allow-synthesis = true in its "
                 "site.toml [privacy].",
+            )
+
+    def check_class_balance(self, class_balance: str) -> None:
+        """Refuse a class-balanced loss (its class counts are outside epsilon) unless the site allows it."""
+        if class_balance != "none" and not self.allow_class_balance:
+            raise SitePolicyRefusal(
+                f"This site's policy does not allow class-balance={class_balance!r} (allow-class-balance = false): "
+                "that loss uses the site's class counts, which its epsilon does not cover; the site refused the run.",
+                "resubmit the run with class-balance = \"none\", or ask the hospital to set allow-class-balance = "
+                "true in its site.toml [privacy].",
             )
 
     def admit(self, run: PrivacyConfig) -> PrivacyConfig:
@@ -210,6 +227,7 @@ class SitePolicy:
             NodeKey.REQUIRE_SECAGG: self.require_secagg,
             NodeKey.RELEASE_EVALUATION: self.release_evaluation,
             NodeKey.ALLOW_SYNTHESIS: self.allow_synthesis,
+            NodeKey.ALLOW_CLASS_BALANCE: self.allow_class_balance,
         }
         if self.max_grad_norm is not None:
             out[NodeKey.MAX_GRAD_NORM] = self.max_grad_norm
@@ -250,7 +268,7 @@ class SitePolicy:
     def for_simulated_site(cls, cfg: RunConfig, site: str,
                            overrides: Mapping[str, Mapping[str, Any]] | None = None) -> "SitePolicy":
         """A simulated hospital's policy. The researcher configures the virtual hospitals, so by
-        default a site allows the run's own mode and uses the run's epsilon, delta,
+        default a site allows the run's own mode (and its class-balance) and uses the run's epsilon, delta,
         max-grad-norm and accountant, with total-epsilon = epsilon and require-secagg = the
         run's secagg (default results are unchanged). `overrides` (default: the run config's
         parsed `site-policy`) apply "*" first, then the site's own entry."""
@@ -260,6 +278,7 @@ class SitePolicy:
         values: dict[str, Any] = {
             "mode": p.mode, "epsilon": p.epsilon, "delta": p.delta, "max-grad-norm": p.max_grad_norm,
             "accountant": p.accountant, "require-secagg": cfg.secagg.enabled,
+            "allow-class-balance": cfg.training.class_balance != "none",
         }  # fmt: skip
         chosen = {**overrides.get("*", {}), **overrides.get(site, {})}
         values.update(chosen)
@@ -306,4 +325,5 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "max-grad-norm": ("max_grad_norm", "float"), "accountant": ("accountant", "str"),
     "min-cohort": ("min_cohort", "int"), "require-secagg": ("require_secagg", "bool"),
     "release-evaluation": ("release_evaluation", "bool"), "allow-synthesis": ("allow_synthesis", "bool"),
+    "allow-class-balance": ("allow_class_balance", "bool"),
 }  # fmt: skip
