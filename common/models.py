@@ -411,7 +411,7 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **siz
 
     `sizes` are architecture knobs: cnn `width`; gru/lstm `hidden_size`, `num_layers`,
     `downsample`, `front_channels`; mlp `hidden` (tuple of layer widths); text-bag `buckets`,
-    `embed_dim`; text-gru/text-lstm `buckets`, `embed_dim`, `hidden_size`, `window` (see `model_options`).
+    `embed_dim`; text-linear `buckets`, `bigrams`, `stopwords`, `scale`; text-gru/text-lstm `buckets`, `embed_dim`, `hidden_size`, `window` (see `model_options`).
     """
     if name not in _BUILDERS:
         raise ConfigError(f"model={name!r} is unknown.", f"use one of {', '.join(MODEL_NAMES)}.")
