@@ -22,7 +22,7 @@ from common.privacy.mode import DP_SGD
 # "natural" (a dataset's own hospitals) and the virtual partitions of
 # common.datasets.federated.PARTITIONERS (kept in step by a test: that module imports torch).
 PARTITIONS = ("natural", "iid", "dirichlet", "quantity")
-MODELS = ("auto", "cnn", "gru", "lstm", "mlp", "text-bag", "text-gru", "text-lstm")
+MODELS = ("auto", "cnn", "gru", "lstm", "mlp", "text-bag", "text-linear", "text-gru", "text-lstm")
 # Text: the hashing tokeniser's bounds (common/datasets/tokenise.py; ids are float32 in the
 # dataset contract, exact below 2**24).
 MAX_TOKENS_LIMIT = 4096

@@ -25,7 +25,7 @@ from torch import nn
 
 from common.errors import ConfigError, ModelMismatchError
 
-MODEL_NAMES = ("cnn", "gru", "lstm", "mlp", "text-bag", "text-gru", "text-lstm")
+MODEL_NAMES = ("cnn", "gru", "lstm", "mlp", "text-bag", "text-linear", "text-gru", "text-lstm")
 # text -> text-bag: on medical-abstracts it matches or beats the bidirectional GRU under DP-SGD
 # at a fraction of the time per round (docs/BENCHMARKS.md, "Clinical text").
 _DEFAULT_BY_MODALITY = {"image": "cnn", "signal": "gru", "tabular": "mlp", "text": "text-bag"}
@@ -206,6 +206,99 @@ class TextBag(nn.Module):
         return self.head(summed / mask.sum(dim=1).clamp(min=1.0).sqrt())
 
 
+# Fixed odd constants and a prime below 2**31 for the bigram hash: products stay below 2**63.
+_BIGRAM_PRIME = 2_147_483_629
+_BIGRAM_MULTIPLIERS = (1_000_003, 1_640_531_527)
+
+
+def hashed_bigrams(ids: torch.Tensor, buckets: int) -> torch.Tensor:
+    """(n, L) long token ids -> (n, L - 1) ids of the bigrams of consecutive tokens, in 1..buckets-1
+    (0 where either token is padding).
+
+    The bigram's id is a fixed hash of its two tokens' ids, so like the tokeniser it depends on
+    the document alone (tests/test_text.py); bigrams share the tokens' buckets, as in fastText.
+    """
+    a, b = ids[:, :-1], ids[:, 1:]
+    k1, k2 = _BIGRAM_MULTIPLIERS
+    mixed = ((a * k1 + b) % _BIGRAM_PRIME * k2 + 7) % _BIGRAM_PRIME
+    return torch.where((a > 0) & (b > 0), mixed % (buckets - 1) + 1, torch.zeros_like(a))
+
+
+def sublinear_l2_weights(features: torch.Tensor) -> torch.Tensor:
+    """A weight per position of (n, M) feature ids such that summing the features' rows with
+    these weights gives each distinct feature log(1 + count) and the document's feature vector
+    unit L2 norm: TF-IDF's sublinear term frequency and normalisation, without its IDF (a
+    corpus statistic). Each document is weighted from its own ids only. Padding (0) gets 0."""
+    real = features > 0
+    ordered, order = features.sort(dim=1)  # equal ids side by side: a count per run of them
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    run = starts.long().cumsum(dim=1) - 1
+    run_counts = torch.zeros_like(ordered).scatter_add_(1, run, torch.ones_like(ordered))
+    counts = torch.empty_like(ordered).scatter_(1, order, run_counts.gather(1, run)).to(torch.float32)
+    per_position = torch.log1p(counts) / counts * real
+    norm = (per_position.square() * counts).sum(dim=1, keepdim=True).sqrt().clamp(min=1e-12)
+    return per_position / norm
+
+
+def stopword_buckets(buckets: int) -> torch.Tensor:
+    """(buckets,) bool: the hash buckets of scikit-learn's English stop-word list (a public list
+    that ships in the package, not one drawn from any site's notes). Without IDF, a corpus
+    statistic, words like "the" and "of" would hold most of a unit-norm document vector; a
+    fixed list does much of IDF's work. Ordinary words that share a bucket with a stop word
+    (about 4 % of 8192 buckets) are dropped with it."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from common.datasets.tokenise import Tokeniser
+
+    tokeniser = Tokeniser(1, buckets)
+    mask = torch.zeros(buckets, dtype=torch.bool)
+    mask[[tokeniser.token_id(w) for w in sorted(ENGLISH_STOP_WORDS)]] = True
+    return mask
+
+
+class TextLinear(nn.Module):
+    """A linear classifier on the hashed bag of unigrams and bigrams, log(1 + tf), L2-normalised.
+
+    The features behave like TF-IDF (the centralised reference of docs/BENCHMARKS.md) without
+    any corpus statistic; the model is one row of class scores per hash bucket (an embedding of
+    width = number of classes) plus a bias, so DP-SGD noises 5 numbers per bucket instead of
+    the 64 of text-bag's embeddings and a head. With a unit-norm input the per-example gradient
+    of the cross-entropy is at most sqrt(2) per layer, so clipping at 1 barely changes it.
+    Built from `nn.Embedding` (Opacus' ghost clipping has a norm sampler for it) and an
+    `nn.Linear` on a constant 1 for the bias (a bare parameter has no per-sample gradient).
+    """
+
+    def __init__(
+        self, buckets: int, num_classes: int, bigrams: bool = True, stopwords: bool = True, scale: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.buckets = buckets
+        self.bigrams = bigrams
+        self.scale = scale
+        # Not in the state dict: a fixed function of `buckets`, rebuilt identically everywhere.
+        self.register_buffer("stop", stopword_buckets(buckets) if stopwords else torch.zeros(buckets, dtype=torch.bool),
+                             persistent=False)
+        self.embedding = nn.Embedding(buckets, num_classes, padding_idx=0)
+        nn.init.zeros_(self.embedding.weight)
+        self.bias = nn.Linear(1, num_classes, bias=False)
+        nn.init.zeros_(self.bias.weight)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(feature ids (n, M), weights (n, M)) of a batch of float32 token ids."""
+        ids = x.long()
+        with torch.no_grad():
+            ids = torch.where(self.stop[ids], torch.zeros_like(ids), ids)
+            feats = torch.cat([ids, hashed_bigrams(ids, self.buckets)], dim=1) if self.bigrams else ids
+            weights = sublinear_l2_weights(feats) * self.scale
+        return feats, weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats, weights = self.features(x)
+        scores = (self.embedding(feats) * weights.unsqueeze(-1)).sum(dim=1)
+        return scores + self.bias(torch.ones(x.shape[0], 1, dtype=scores.dtype, device=scores.device))
+
+
 class TextRNN(nn.Module):
     """Word embeddings -> window means -> bidirectional DPGRU/DPLSTM -> masked mean -> linear.
 
@@ -281,7 +374,11 @@ def _text_builder(kind: str) -> Callable[..., nn.Module]:
                 f"got shape {shape}, buckets {buckets}.",
                 "use it with text data (modality text), or model=cnn/gru/mlp for images, signals, tables.",
             )
-        return TextBag(buckets, k, **sizes) if kind == "bag" else TextRNN(kind, buckets, k, **sizes)
+        if kind == "bag":
+            return TextBag(buckets, k, **sizes)
+        if kind == "linear":
+            return TextLinear(buckets, k, **sizes)
+        return TextRNN(kind, buckets, k, **sizes)
 
     return build
 
@@ -296,6 +393,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "lstm": _rnn_builder("lstm"),
     "mlp": _build_mlp,
     "text-bag": _text_builder("bag"),
+    "text-linear": _text_builder("linear"),
     "text-gru": _text_builder("gru"),
     "text-lstm": _text_builder("lstm"),
 }
@@ -313,7 +411,7 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **siz
 
     `sizes` are architecture knobs: cnn `width`; gru/lstm `hidden_size`, `num_layers`,
     `downsample`, `front_channels`; mlp `hidden` (tuple of layer widths); text-bag `buckets`,
-    `embed_dim`; text-gru/text-lstm `buckets`, `embed_dim`, `hidden_size`, `window` (see `model_options`).
+    `embed_dim`; text-linear `buckets`, `bigrams`, `stopwords`, `scale`; text-gru/text-lstm `buckets`, `embed_dim`, `hidden_size`, `window` (see `model_options`).
     """
     if name not in _BUILDERS:
         raise ConfigError(f"model={name!r} is unknown.", f"use one of {', '.join(MODEL_NAMES)}.")

@@ -74,6 +74,41 @@ def test_ids_are_stable_across_processes_and_releases():
     assert int(out.stdout) == tok.token_id("heart")
 
 
+def test_text_linear_features_depend_on_the_document_only_and_are_sublinear_tf_l2():
+    """The bigram hash, the stop-word buckets and the log(1 + tf) / L2 weights of text-linear are
+    fixed functions of one document's ids: the same document gets the same features alone, next
+    to other notes or next to rare identifiers, and a model built at another site (or after
+    training on other notes) computes them identically."""
+    from common.models import build_model, stopword_buckets
+
+    tok = Tokeniser(max_tokens=32, buckets=4096)
+    model = build_model("text-linear", (32,), 4, buckets=4096)
+    doc = "heart failure with reduced ejection fraction; heart failure again, heart"
+    alone, _ = tok.encode([doc])
+    batch, _ = tok.encode(["Mr Zbigniew Qwertyuiop MRN 99812 seen", doc, NOTES[1]])
+    f1, w1 = model.features(torch.as_tensor(alone))
+    f2, w2 = model.features(torch.as_tensor(batch))
+    assert torch.equal(f1[0], f2[1]) and torch.allclose(w1[0], w2[1])
+    trained_elsewhere = build_model("text-linear", (32,), 4, buckets=4096)
+    with torch.no_grad():
+        trained_elsewhere.embedding.weight.normal_()
+    f3, w3 = trained_elsewhere.features(torch.as_tensor(alone))
+    assert torch.equal(f1, f3) and torch.equal(w1, w3)
+    assert torch.equal(stopword_buckets(4096), model.stop) and model.stop[tok.token_id("the")]
+    # each distinct feature carries log(1 + its count); the document vector has unit norm
+    per_feature: dict[int, float] = {}
+    for fid, wt in zip(f1[0].tolist(), w1[0].tolist()):
+        if fid:
+            per_feature[fid] = per_feature.get(fid, 0.0) + wt
+    heart, with_ = tok.token_id("heart"), tok.token_id("with")
+    assert with_ not in per_feature  # a stop word
+    ratio = per_feature[heart] / per_feature[tok.token_id("reduced")]
+    assert ratio == pytest.approx(np.log1p(3) / np.log1p(1), rel=1e-5)  # "heart" 3 times, "reduced" once
+    assert sum(v * v for v in per_feature.values()) == pytest.approx(1.0, rel=1e-5)
+    assert len(per_feature) > len(set(tok.words(doc))) - 2  # bigrams are there too
+    assert (w1[f1 == 0] == 0).all()
+
+
 def test_truncation_padding_and_lengths():
     tok = Tokeniser(max_tokens=5, buckets=64)
     x, lengths = tok.encode(["one two three four five six seven", "Über café", "tumour"])
@@ -246,7 +281,7 @@ def test_a_short_private_federation_over_the_abstracts_learns(tmp_path, data_dir
     assert all(e["status"] == "ok" for e in result.privacy["sites"].values()) and len(result.privacy["sites"]) == 3
 
 
-@pytest.mark.parametrize("name", ["text-bag", "text-gru", "text-lstm"])
+@pytest.mark.parametrize("name", ["text-bag", "text-linear", "text-gru", "text-lstm"])
 @pytest.mark.parametrize("clipping", ["ghost", "flat"])
 def test_text_models_train_under_the_dp_sgd_trainer(tmp_path, name, clipping):
     """The site's own DP-SGD trainer (Opacus, Poisson sampling, both clipping modes) trains every

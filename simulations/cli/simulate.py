@@ -35,7 +35,7 @@ def simulate(
     privacy_mode: Annotated[Optional[str], typer.Option(help=f"{', '.join(PRIVACY_MODES)} (default {PrivacyConfig.mode}).")] = None,
     no_dp: Annotated[bool, typer.Option("--no-dp", help="Train WITHOUT differential privacy (reported as such).")] = False,
     no_secagg: Annotated[bool, typer.Option("--no-secagg", help="Turn secure aggregation OFF (reported as such).")] = False,
-    model: Annotated[Optional[str], typer.Option(help="auto, cnn, gru, lstm, mlp, text-bag, text-gru or text-lstm.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="auto, cnn, gru, lstm, mlp, text-bag, text-linear, text-gru or text-lstm.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Local batch size.")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Local learning rate; 0 or unset = automatic: 0.5 with differential privacy (tuned for clipped gradients), 0.05 with --no-dp.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for partitions, initial weights and (simulation only) every site's DP noise: the same seed repeats a run exactly.")] = None,
