@@ -1,7 +1,8 @@
-"""task = synthesize: the public-schema encoding, the GAN trainer's privacy argument (the generator
-never sees a real row or an un-noised gradient; the discriminator's real-row gradients go
-through Opacus' clipping and noise; the ledger counts every round), bad input, and a short
-private federation whose synthetic table medfed itself reads back."""
+"""task = synthesize: the public-schema encoding, the GAN trainer's privacy argument for the table
+GAN and the image DCGAN (the generator never sees a real row or an un-noised gradient; the
+discriminator's real-row gradients go through Opacus' clipping and noise; the ledger counts
+every round), bad input, and short private federations whose synthetic table / images medfed
+itself reads back."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from common.datasets.contract import FederatedDataset, SiteData, Split
 from common.errors import ConfigError, DataError, PrivacyBudgetExceededError
 from common.synthesis.encoding import TableEncoder
 from common.synthesis.gan import TabularGAN
+from common.synthesis.image_gan import ImageEncoder, ImageGAN
 from common.synthesis.schema import HEART_DISEASE, Column, TableSchema, schema_for
 
 CPU = torch.device("cpu")
@@ -91,12 +93,37 @@ def test_a_table_without_a_schema_is_refused_and_a_schema_file_is_read(tmp_path)
     assert schema.names == ("a", "b") and schema.columns[1].values == (0.0, 1.0, 2.0)
 
 
-def test_images_are_refused_until_the_image_generator_exists():
-    from common.synthesis.setup import run_schema
+def test_unsupported_data_and_wrong_image_sizes_are_refused_with_the_fix():
+    from common.synthesis.setup import run_encoder
 
-    ds = FederatedDataset("p", "image", (1, 28, 28), 2, ["a", "b"], {})
-    with pytest.raises(ConfigError, match="supports tables"):
-        run_schema(cfg(), ds)
+    signal = FederatedDataset("ecg", "signal", (1, 140), 2, ["a", "b"], {})
+    with pytest.raises(ConfigError, match="supports tables and 28x28 grey images") as err:
+        run_encoder(cfg(), signal)
+    assert "--format npz" in err.value.fix
+    for shape in ((3, 28, 28), (1, 64, 64)):
+        with pytest.raises(ConfigError, match=r"makes 28x28 grey images") as err:
+            run_encoder(cfg(), FederatedDataset("xray", "image", shape, 2, ["a", "b"], {}))
+        assert "resize the images to 28x28" in err.value.fix
+    images = FederatedDataset("xray", "image", (1, 28, 28), 2, ["a", "b"], {})
+    with pytest.raises(ConfigError, match="holds images") as err:
+        run_encoder(cfg(**{"synth-schema": "s.json"}), images)
+    assert "drop --schema" in err.value.fix
+    assert isinstance(run_encoder(cfg(), images), ImageEncoder)
+
+
+def test_image_encoding_is_the_fixed_public_map_and_refuses_bad_pixels():
+    enc = ImageEncoder()
+    x = np.random.default_rng(0).integers(0, 256, (5, 1, 28, 28)).astype(np.float32) / 255.0
+    coded = enc.encode(x)
+    assert float(coded.min()) >= -1.0 and float(coded.max()) <= 1.0
+    back = enc.decode(coded.numpy())
+    assert back.dtype == np.uint8 and back.shape == (5, 28, 28)
+    np.testing.assert_array_equal(back, np.round(x[:, 0] * 255).astype(np.uint8))
+    with pytest.raises(DataError, match=r"pixel values in \[0, 1.5\]"):
+        enc.check(x * 1.5, "site 'a'")
+    with pytest.raises(DataError, match=r"shape \(1, 32, 32\)") as err:
+        enc.check(np.zeros((2, 1, 32, 32), np.float32), "site 'a'")
+    assert "28x28" in err.value.fix
 
 
 def test_task_is_validated():
@@ -113,15 +140,30 @@ def _site(n: int = 48) -> tuple[TableEncoder, Split]:
     return enc, Split(enc.encode(x), torch.from_numpy(y))
 
 
-def test_generator_never_sees_real_rows_and_discriminator_steps_are_dp_sgd(tmp_path):
-    """Spies on one private round: (1) every generator input is (noise, one-hot class), never a
-    data row; (2) every discriminator step is an Opacus DPOptimizer step with noise > 0 and
-    per-sample gradients for each row of the batch; (3) no generator parameter receives a
-    gradient while real rows are in the graph; (4) the generator's step leaves the
-    discriminator's (noised) gradients untouched."""
-    enc, split = _site()
+def _image_site(n: int = 40) -> Split:
+    """Images in [0, 1] whose class is their brightness (not real X-rays), in the GAN's encoding."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 2
+    x = (rng.random((n, 1, 28, 28)) * 0.5 + 0.5 * y[:, None, None, None]).astype(np.float32)
+    return Split(ImageEncoder().encode(x), torch.from_numpy(y))
+
+
+def _gan_and_site(kind: str):
     torch.manual_seed(0)
-    gan = TabularGAN(enc, 2)
+    if kind == "table":
+        enc, split = _site()
+        return TabularGAN(enc, 2), split
+    return ImageGAN(2), _image_site()
+
+
+@pytest.mark.parametrize("kind", ["table", "image"])
+def test_generator_never_sees_real_rows_and_discriminator_steps_are_dp_sgd(tmp_path, kind):
+    """Spies on one private round, for the table GAN and the image DCGAN: (1) every generator
+    input is (noise, one-hot class), never a data row or image; (2) every discriminator step is
+    an Opacus DPOptimizer step with noise > 0 and per-sample gradients for each row of the batch;
+    (3) no generator parameter receives a gradient while real rows are in the graph; (4) the
+    generator's step leaves the discriminator's (noised) gradients untouched."""
+    gan, split = _gan_and_site(kind)
     t = make_trainer(cfg(), num_examples=len(split), ledger_path=tmp_path / "ledger.json", run_name="r")
     assert isinstance(t, PrivateGANTrainer)
     seen_inputs: list[torch.Tensor] = []
@@ -172,11 +214,28 @@ def test_generator_never_sees_real_rows_and_discriminator_steps_are_dp_sgd(tmp_p
     width = gan.generator.latent + 2
     assert seen_inputs and all(inp.shape[1] in (gan.generator.latent, 2) for inp in seen_inputs)
     assert sum(inp.shape[1] for inp in seen_inputs[:2]) == width
-    real = split.x
-    for inp in seen_inputs:  # no generator input holds a real row (or its encoding)
+    real = split.x.reshape(len(split), -1)
+    for inp in seen_inputs:  # no generator input holds a real row / image (or its encoding)
+        assert inp.dim() == 2
         if inp.shape[1] == real.shape[1]:
             assert not (inp[:, None, :] == real[None, :, :]).all(-1).any()
     assert result.epsilon is not None and 0 < result.epsilon <= 5.0 and result.noise_multiplier > 0
+
+
+def test_the_image_discriminator_is_small_and_opacus_compatible():
+    """DP-SGD noise grows with the noised parameter count: the discriminator stays ~14k parameters,
+    of layers Opacus computes exact per-sample gradients for (no BatchNorm mixes a batch)."""
+    from opacus.validators import ModuleValidator
+
+    gan = ImageGAN(2)
+    assert ModuleValidator.validate(gan.discriminator, strict=False) == []
+    assert {type(m).__name__ for m in gan.discriminator.modules()} <= {
+        "ImageDiscriminator", "Sequential", "Conv2d", "GroupNorm", "LeakyReLU", "Flatten", "Linear"}
+    assert sum(p.numel() for p in gan.discriminator.parameters()) < 20_000
+    images = gan.sample(torch.tensor([0, 1, 1]))
+    assert images.shape == (3, 1, 28, 28) and float(images.abs().max()) <= 1.0
+    adv, cls = gan.discriminator(images)
+    assert adv.shape == (3,) and cls.shape == (3, 2)
 
 
 def test_the_ledger_counts_synthesis_rounds_and_refuses_past_the_budget(tmp_path):
@@ -229,7 +288,7 @@ def test_preflight_refuses_bad_input_with_the_fix():
     with pytest.raises(ConfigError, match="too small for 50 rounds") as err:
         preflight(cfg(epsilon=0.05, **{"num-rounds": 50}), _table_dataset([40, 40]))
     assert "--epsilon" in err.value.fix
-    assert preflight(cfg(), _table_dataset([40, 40])) is HEART_DISEASE
+    assert preflight(cfg(), _table_dataset([40, 40])).schema is HEART_DISEASE
 
 
 # ----------------------------------------------------------------------------- end to end
