@@ -30,7 +30,7 @@ from common.synthesis.setup import Encoder, is_synthesis, run_encoder
 # `medfed synth`'s defaults (kebab-case run-config keys), per kind of data; benchmarks/synthetic.py
 # measures exactly these (docs/BENCHMARKS.md 4d).
 TABLE_RECIPE = {"epsilon": 5.0, "num-rounds": 20, "local-epochs": 5, "batch-size": 64, "synth-learning-rate": 0.005}
-IMAGE_RECIPE = {"num-sites": 4, "epsilon": 8.0, "num-rounds": 8, "local-epochs": 2, "batch-size": 64,
+IMAGE_RECIPE = {"num-sites": 4, "epsilon": 8.0, "num-rounds": 4, "local-epochs": 2, "batch-size": 64,
                 "synth-learning-rate": 0.002, "synth-rows": 2000}
 
 
