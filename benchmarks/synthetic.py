@@ -122,6 +122,22 @@ VARIANTS = {"medfed-synth": medfed_synth, "pooled-synth": pooled_synth, "real-dp
 HEART = "medfed-synth,pooled-synth,real-dp-fedavg"  # the default --only (the image run is separate: longer)
 
 
+def _with_ray_retries(variant, seed: int, work: Path, attempts: int = 3) -> dict:
+    """On a loaded shared machine Ray's 30 s node start-up can time out before any training:
+    retry that (and only that) so one slow start does not lose the other seeds."""
+    from common.errors import ConfigError
+
+    for attempt in range(attempts):
+        try:
+            return variant(seed, work)
+        except ConfigError as err:
+            if "Could not start the local Ray engine" not in str(err) or attempt == attempts - 1:
+                raise
+            print(f"Ray did not start (attempt {attempt + 1}): retrying", flush=True)
+            time.sleep(10)
+    raise AssertionError("unreachable")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
@@ -137,10 +153,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="medfed-synth-bench-") as tmp:
         for name in args.only.split(","):
             for seed in seeds:
-                r = VARIANTS[name](seed, Path(tmp))
+                r = _with_ray_retries(VARIANTS[name], seed, Path(tmp))
                 metric = r.get("metric", "mean hospital accuracy")
                 print(f"{name} seed {seed}: {metric} {r['tstr']:.3f} ({r['seconds']} s)", flush=True)
                 runs.setdefault(name, []).append({"seed": seed, **r})
+                write_result(args.name, {"machine": machine(), "partial": True, "runs": runs,
+                                         "command": " ".join(sys.argv)})  # kept if a later seed fails
     summary = {
         name: {"mean": statistics.fmean(r["tstr"] for r in rs),
                "std": statistics.stdev([r["tstr"] for r in rs]) if len(rs) > 1 else 0.0, "n": len(rs)}
