@@ -111,6 +111,17 @@ def test_unsupported_data_and_wrong_image_sizes_are_refused_with_the_fix():
     assert isinstance(run_encoder(cfg(), images), ImageEncoder)
 
 
+def test_an_image_synthesis_run_chooses_no_operating_point_on_the_operator_validation_split():
+    """PneumoniaMNIST has an operator validation split; a synthesis run has no classifier to
+    threshold, so the server must not build one (model 'image-dcgan' is not a classifier)."""
+    from server.operating import OperatingPointChooser
+
+    val = Split.of(np.zeros((4, 1, 28, 28), np.float32), np.array([0, 1, 0, 1]))
+    ds = FederatedDataset("xray", "image", (1, 28, 28), 2, ["a", "b"], {}, central_val=val)
+    chooser = OperatingPointChooser(cfg(), ds, "image-dcgan", record=lambda *a, **k: None)
+    assert not chooser.central and chooser.model is None
+
+
 def test_image_encoding_is_the_fixed_public_map_and_refuses_bad_pixels():
     enc = ImageEncoder()
     x = np.random.default_rng(0).integers(0, 256, (5, 1, 28, 28)).astype(np.float32) / 255.0
