@@ -129,7 +129,10 @@ class OperatingPointChooser:
                  device: torch.device | str = "cpu") -> None:
         self.cfg = cfg
         self.num_classes = dataset.num_classes
-        self.val = central_validation_split(dataset) if cfg.federation.central_eval else None
+        # A synthesis run has no classifier to choose a threshold for (its quality is measured on
+        # the synthetic data), even where the dataset has an operator validation split.
+        synthesis = cfg.synthesis.task == "synthesize"
+        self.val = central_validation_split(dataset) if cfg.federation.central_eval and not synthesis else None
         self.record = record
         self.device = device
         sizes = model_options(dataset.modality, cfg.data.hash_buckets)

@@ -15,7 +15,7 @@ from common.models import count_parameters, set_weights
 from server.report import write_plots, write_report
 from common.synthesis.setup import is_synthesis
 from server.run_setup import RunSetup
-from server.synthesis_outputs import write_synthetic_table
+from server.synthesis_outputs import write_synthetic
 
 MODEL_FILE = "global_model.pt"
 MODEL_META_FILE = "global_model.json"
@@ -75,6 +75,6 @@ def write_final_outputs(setup: RunSetup, weights: list[np.ndarray] | None) -> di
     report = write_report(out_dir, metrics, privacy, plots, meta)
     files = {"model": out_dir / MODEL_FILE, "model_meta": out_dir / MODEL_META_FILE, "report": report, **plots}
     if is_synthesis(setup.cfg):
-        files.update(write_synthetic_table(setup, privacy, meta))
+        files.update(write_synthetic(setup, privacy, meta))
     setup.recorder.finished(files)
     return files

@@ -23,7 +23,7 @@ from common.metrics import class_breakdown, roc_curve_points
 from common.models import build_model, get_weights, model_options, resolve_model_name, set_weights
 from common.privacy import privacy_mode
 from server.operating import OperatingPointChooser, operator_standardised
-from common.synthesis.setup import SYNTH_MODEL_NAME, is_synthesis, synthesis_model
+from common.synthesis.setup import is_synthesis, synthesis_model, synthesis_model_name
 from server.records import Listener, RunRecorder, load_checkpoint
 from server.secure_aggregation import SecAggSettings, secagg_settings
 from server.strategies import check_strategy
@@ -55,7 +55,7 @@ def prepare_run(cfg: RunConfig, out_dir: Path, *, listeners: Sequence[Listener] 
     cfg = mode.calibrated(cfg)
     dataset = load_run_dataset(cfg.data)
     if is_synthesis(cfg):  # the conditional GAN (generator + discriminator: one weight vector)
-        model_name = SYNTH_MODEL_NAME
+        model_name = synthesis_model_name(dataset)
         _, model = synthesis_model(cfg, dataset)
     else:
         model_name = resolve_model_name(cfg.training.model, dataset.modality)

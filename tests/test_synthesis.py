@@ -1,7 +1,8 @@
-"""task = synthesize: the public-schema encoding, the GAN trainer's privacy argument (the generator
-never sees a real row or an un-noised gradient; the discriminator's real-row gradients go
-through Opacus' clipping and noise; the ledger counts every round), bad input, and a short
-private federation whose synthetic table medfed itself reads back."""
+"""task = synthesize: the public-schema encoding, the GAN trainer's privacy argument for the table
+GAN and the image DCGAN (the generator never sees a real row or an un-noised gradient; the
+discriminator's real-row gradients go through Opacus' clipping and noise; the ledger counts
+every round), bad input, and short private federations whose synthetic table / images medfed
+itself reads back."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from common.datasets.contract import FederatedDataset, SiteData, Split
 from common.errors import ConfigError, DataError, PrivacyBudgetExceededError
 from common.synthesis.encoding import TableEncoder
 from common.synthesis.gan import TabularGAN
+from common.synthesis.image_gan import ImageEncoder, ImageGAN
 from common.synthesis.schema import HEART_DISEASE, Column, TableSchema, schema_for
 
 CPU = torch.device("cpu")
@@ -107,12 +109,48 @@ def test_the_schema_takes_the_runs_label_column_and_travels_inline(tmp_path):
         schema_for("", json.dumps({"columns": columns}), "age")
 
 
-def test_images_are_refused_until_the_image_generator_exists():
-    from common.synthesis.setup import run_schema
+def test_unsupported_data_and_wrong_image_sizes_are_refused_with_the_fix():
+    from common.synthesis.setup import run_encoder
 
-    ds = FederatedDataset("p", "image", (1, 28, 28), 2, ["a", "b"], {})
-    with pytest.raises(ConfigError, match="supports tables"):
-        run_schema(cfg(), ds)
+    signal = FederatedDataset("ecg", "signal", (1, 140), 2, ["a", "b"], {})
+    with pytest.raises(ConfigError, match="supports tables and 28x28 grey images") as err:
+        run_encoder(cfg(), signal)
+    assert "--format npz" in err.value.fix
+    for shape in ((3, 28, 28), (1, 64, 64)):
+        with pytest.raises(ConfigError, match=r"makes 28x28 grey images") as err:
+            run_encoder(cfg(), FederatedDataset("xray", "image", shape, 2, ["a", "b"], {}))
+        assert "resize the images to 28x28" in err.value.fix
+    images = FederatedDataset("xray", "image", (1, 28, 28), 2, ["a", "b"], {})
+    with pytest.raises(ConfigError, match="holds images") as err:
+        run_encoder(cfg(**{"synth-schema": "s.json"}), images)
+    assert "drop --schema" in err.value.fix
+    assert isinstance(run_encoder(cfg(), images), ImageEncoder)
+
+
+def test_an_image_synthesis_run_chooses_no_operating_point_on_the_operator_validation_split():
+    """PneumoniaMNIST has an operator validation split; a synthesis run has no classifier to
+    threshold, so the server must not build one (model 'image-dcgan' is not a classifier)."""
+    from server.operating import OperatingPointChooser
+
+    val = Split.of(np.zeros((4, 1, 28, 28), np.float32), np.array([0, 1, 0, 1]))
+    ds = FederatedDataset("xray", "image", (1, 28, 28), 2, ["a", "b"], {}, central_val=val)
+    chooser = OperatingPointChooser(cfg(), ds, "image-dcgan", record=lambda *a, **k: None)
+    assert not chooser.central and chooser.model is None
+
+
+def test_image_encoding_is_the_fixed_public_map_and_refuses_bad_pixels():
+    enc = ImageEncoder()
+    x = np.random.default_rng(0).integers(0, 256, (5, 1, 28, 28)).astype(np.float32) / 255.0
+    coded = enc.encode(x)
+    assert float(coded.min()) >= -1.0 and float(coded.max()) <= 1.0
+    back = enc.decode(coded.numpy())
+    assert back.dtype == np.uint8 and back.shape == (5, 28, 28)
+    np.testing.assert_array_equal(back, np.round(x[:, 0] * 255).astype(np.uint8))
+    with pytest.raises(DataError, match=r"pixel values in \[0, 1.5\]"):
+        enc.check(x * 1.5, "site 'a'")
+    with pytest.raises(DataError, match=r"shape \(1, 32, 32\)") as err:
+        enc.check(np.zeros((2, 1, 32, 32), np.float32), "site 'a'")
+    assert "28x28" in err.value.fix
 
 
 def test_task_is_validated():
@@ -129,15 +167,30 @@ def _site(n: int = 48) -> tuple[TableEncoder, Split]:
     return enc, Split(enc.encode(x), torch.from_numpy(y))
 
 
-def test_generator_never_sees_real_rows_and_discriminator_steps_are_dp_sgd(tmp_path):
-    """Spies on one private round: (1) every generator input is (noise, one-hot class), never a
-    data row; (2) every discriminator step is an Opacus DPOptimizer step with noise > 0 and
-    per-sample gradients for each row of the batch; (3) no generator parameter receives a
-    gradient while real rows are in the graph; (4) the generator's step leaves the
-    discriminator's (noised) gradients untouched."""
-    enc, split = _site()
+def _image_site(n: int = 40) -> Split:
+    """Images in [0, 1] whose class is their brightness (not real X-rays), in the GAN's encoding."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 2
+    x = (rng.random((n, 1, 28, 28)) * 0.5 + 0.5 * y[:, None, None, None]).astype(np.float32)
+    return Split(ImageEncoder().encode(x), torch.from_numpy(y))
+
+
+def _gan_and_site(kind: str):
     torch.manual_seed(0)
-    gan = TabularGAN(enc, 2)
+    if kind == "table":
+        enc, split = _site()
+        return TabularGAN(enc, 2), split
+    return ImageGAN(2), _image_site()
+
+
+@pytest.mark.parametrize("kind", ["table", "image"])
+def test_generator_never_sees_real_rows_and_discriminator_steps_are_dp_sgd(tmp_path, kind):
+    """Spies on one private round, for the table GAN and the image DCGAN: (1) every generator
+    input is (noise, one-hot class), never a data row or image; (2) every discriminator step is
+    an Opacus DPOptimizer step with noise > 0 and per-sample gradients for each row of the batch;
+    (3) no generator parameter receives a gradient while real rows are in the graph; (4) the
+    generator's step leaves the discriminator's (noised) gradients untouched."""
+    gan, split = _gan_and_site(kind)
     t = make_trainer(cfg(), num_examples=len(split), ledger_path=tmp_path / "ledger.json", run_name="r")
     assert isinstance(t, PrivateGANTrainer)
     seen_inputs: list[torch.Tensor] = []
@@ -188,11 +241,28 @@ def test_generator_never_sees_real_rows_and_discriminator_steps_are_dp_sgd(tmp_p
     width = gan.generator.latent + 2
     assert seen_inputs and all(inp.shape[1] in (gan.generator.latent, 2) for inp in seen_inputs)
     assert sum(inp.shape[1] for inp in seen_inputs[:2]) == width
-    real = split.x
-    for inp in seen_inputs:  # no generator input holds a real row (or its encoding)
+    real = split.x.reshape(len(split), -1)
+    for inp in seen_inputs:  # no generator input holds a real row / image (or its encoding)
+        assert inp.dim() == 2
         if inp.shape[1] == real.shape[1]:
             assert not (inp[:, None, :] == real[None, :, :]).all(-1).any()
     assert result.epsilon is not None and 0 < result.epsilon <= 5.0 and result.noise_multiplier > 0
+
+
+def test_the_image_discriminator_is_small_and_opacus_compatible():
+    """DP-SGD noise grows with the noised parameter count: the discriminator stays ~14k parameters,
+    of layers Opacus computes exact per-sample gradients for (no BatchNorm mixes a batch)."""
+    from opacus.validators import ModuleValidator
+
+    gan = ImageGAN(2)
+    assert ModuleValidator.validate(gan.discriminator, strict=False) == []
+    assert {type(m).__name__ for m in gan.discriminator.modules()} <= {
+        "ImageDiscriminator", "Sequential", "Conv2d", "GroupNorm", "LeakyReLU", "Flatten", "Linear"}
+    assert sum(p.numel() for p in gan.discriminator.parameters()) < 20_000
+    images = gan.sample(torch.tensor([0, 1, 1]))
+    assert images.shape == (3, 1, 28, 28) and float(images.abs().max()) <= 1.0
+    adv, cls = gan.discriminator(images)
+    assert adv.shape == (3,) and cls.shape == (3, 2)
 
 
 def test_the_ledger_counts_synthesis_rounds_and_refuses_past_the_budget(tmp_path):
@@ -245,7 +315,7 @@ def test_preflight_refuses_bad_input_with_the_fix():
     with pytest.raises(ConfigError, match="too small for 50 rounds") as err:
         preflight(cfg(epsilon=0.05, **{"num-rounds": 50}), _table_dataset([40, 40]))
     assert "--epsilon" in err.value.fix
-    assert preflight(cfg(), _table_dataset([40, 40])) is HEART_DISEASE
+    assert preflight(cfg(), _table_dataset([40, 40])).schema is HEART_DISEASE
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -351,3 +421,46 @@ def test_medfed_synth_refuses_a_too_small_epsilon_before_starting(tmp_path, data
     assert out.exit_code != 0
     assert "too small for 200 rounds" in out.output and "raise --epsilon" in out.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_short_private_image_federation_writes_an_npz_medfed_reads(tmp_path, data_dir):
+    """PneumoniaMNIST, 4 sites, epsilon 8, SecAgg+, 2 short rounds: synthetic.npz is MedMNIST
+    layout, passes `medfed data check`, trains with `medfed simulate --data --format npz`, its
+    TSTR AUC on the official test split beats chance, and every site's ledger holds the run."""
+    from typer.testing import CliRunner
+
+    from common.datasets.hospital import load_hospital
+    from simulations.cli.main import app
+    from simulations.simulate import build_config
+    from simulations.synthesize import IMAGE_RECIPE, synthesize
+
+    out = tmp_path / "run"
+    run_cfg = build_config({"task": "synthesize", "dataset": "pneumoniamnist", "partition": "iid", **IMAGE_RECIPE,
+                            "num-rounds": 2, "local-epochs": 1, "synth-rows": 400, "out-dir": str(out), "seed": 0})
+    result = synthesize(run_cfg)
+    card = json.loads((out / "datacard.json").read_text())
+    assert card["format"] == "npz" and card["rows"] == 400 and card["model"]["name"] == "image-dcgan"
+    assert len(card["source"]["sites"]) == 4
+    assert all(0 < p["epsilon"] <= 8.0 + 1e-6 for p in card["privacy"]["per_site"].values())
+    with np.load(out / "synthetic.npz") as npz:
+        assert npz["train_images"].dtype == np.uint8 and npz["train_images"].shape == (320, 28, 28)
+        assert npz["train_labels"].shape == (320, 1) and set(np.unique(npz["train_labels"])) == {0, 1}
+        assert npz["test_images"].shape == (80, 28, 28)
+    assert result.quality.evaluated_on == "official test split"
+    assert result.quality.tstr_auc > 0.5  # beats chance after two DP rounds
+    assert (out / "synthetic_samples.png").stat().st_size > 0
+    assert "TSTR" in (out / "quality_report.html").read_text()
+    for name in card["source"]["sites"]:
+        ledger = PrivacyLedger(out / "sites" / name / "privacy-ledger.json")
+        (scope,) = ledger.scopes()
+        assert ledger.entry(scope).spent == pytest.approx(card["privacy"]["per_site"][name]["epsilon"])
+    ds = load_hospital(out / "synthetic.npz", "npz")
+    assert ds.modality == "image" and tuple(ds.input_shape) == (1, 28, 28) and ds.num_classes == 2
+    runner = CliRunner()
+    check = runner.invoke(app, ["data", "check", "--path", str(out / "synthetic.npz"), "--format", "npz"])
+    assert check.exit_code == 0, check.output
+    sim = runner.invoke(app, ["simulate", "--data", str(out / "synthetic.npz"), "--format", "npz", "--sites", "2",
+                              "--rounds", "1", "--no-secagg", "--out", str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    assert (tmp_path / "sim" / "report.html").exists()

@@ -1,4 +1,8 @@
-"""Local training of a synthesis run's conditional GAN, with or without DP-SGD.
+"""Local training of a synthesis run's conditional GAN (table or image), with or without DP-SGD.
+
+The steps below use only the `ConditionalGAN` contract (common/synthesis/gan.py): a generator of
+(noise, one-hot class) and an auxiliary-classifier discriminator, so the tabular GAN and the
+image DCGAN are trained, and privatised, by the same code.
 
 Privacy argument (docs/PRIVACY.md, "Synthetic data"), as the code enforces it:
 * **Discriminator** (`_d_step`): the only code that touches the site's rows. It runs through
@@ -34,7 +38,7 @@ from client.privacy.private_trainer import (
 )
 from common.datasets.contract import Split
 from common.errors import ConfigError, DataError
-from common.synthesis.gan import TabularGAN
+from common.synthesis.gan import ConditionalGAN
 
 BETAS = (0.5, 0.9)
 # Generator steps per discriminator step: they read no data, so they cost no privacy; only the
@@ -45,24 +49,24 @@ G_STEPS = 2
 class _GANSteps:
     """The two alternating steps; `fake_classes` draws the generator's conditions uniformly."""
 
-    model: TabularGAN
+    model: ConditionalGAN
     synth_learning_rate: float
 
-    def _gan(self, model: nn.Module) -> TabularGAN:
-        if not isinstance(model, TabularGAN):
+    def _gan(self, model: nn.Module) -> ConditionalGAN:
+        if not isinstance(model, ConditionalGAN):
             raise ConfigError(
                 f"The GAN trainer needs the synthesis model, got {type(model).__name__}.",
                 "set task = synthesize for the whole run (server and sites build the model from it).",
             )
         return model
 
-    def _fake(self, gan: TabularGAN, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fake(self, gan: ConditionalGAN, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         classes = torch.randint(0, gan.num_classes, (n,), device=device)
         cond = nn.functional.one_hot(classes, gan.num_classes).float()
         z = torch.randn(n, gan.generator.latent, device=device)
         return gan.generator(z, cond), cond
 
-    def _d_step(self, disc: nn.Module, gan: TabularGAN, d_opt: torch.optim.Optimizer,
+    def _d_step(self, disc: nn.Module, gan: ConditionalGAN, d_opt: torch.optim.Optimizer,
                 rows: torch.Tensor, labels: torch.Tensor, n_fake: int) -> float:
         """Discriminator: real rows ("real" + their class) and detached generated rows ("fake"),
         in one pass. The loss is the mean of per-row losses, so Opacus' per-sample gradients are
@@ -81,7 +85,7 @@ class _GANSteps:
         d_opt.step()
         return float(loss.detach())
 
-    def _g_step(self, gan: TabularGAN, g_opt: torch.optim.Optimizer, n: int, device: torch.device) -> None:
+    def _g_step(self, gan: ConditionalGAN, g_opt: torch.optim.Optimizer, n: int, device: torch.device) -> None:
         """Generator: look real to the (frozen, already privatised) discriminator and be classified
         as the class it was asked for (non-saturating AC-GAN loss)."""
         disc = gan.discriminator
@@ -100,10 +104,10 @@ class _GANSteps:
             for p, f in zip(disc.parameters(), frozen):
                 p.requires_grad_(f)
 
-    def _g_optimizer(self, gan: TabularGAN) -> torch.optim.Optimizer:
+    def _g_optimizer(self, gan: ConditionalGAN) -> torch.optim.Optimizer:
         return torch.optim.Adam(gan.generator.parameters(), lr=self.synth_learning_rate, betas=BETAS)
 
-    def _d_optimizer(self, gan: TabularGAN) -> torch.optim.Optimizer:
+    def _d_optimizer(self, gan: ConditionalGAN) -> torch.optim.Optimizer:
         return torch.optim.Adam(gan.discriminator.parameters(), lr=self.synth_learning_rate, betas=BETAS)
 
 

@@ -1,9 +1,12 @@
-"""The conditional GAN of a synthesis run: generator and discriminator in one `nn.Module`.
+"""The conditional GANs of a synthesis run: generator and discriminator in one `nn.Module`.
 
 One module so that everything a training run does with weights works unchanged: one weight
 vector in state-dict order (`common.models.get_weights`), SecAgg+ masking of the whole update,
-FedAvg of both halves. Built only from Opacus-supported layers (Linear, LeakyReLU, ReLU): the
-discriminator is trained with per-sample gradients, and no BatchNorm mixes a batch's rows.
+FedAvg of both halves. `ConditionalGAN` is the contract the GAN trainer relies on (a generator
+of (noise, one-hot class), an auxiliary-classifier discriminator); `TabularGAN` here and
+`ImageGAN` (common/synthesis/image_gan.py) fill it. Built only from Opacus-supported layers
+(Linear, LeakyReLU, ReLU): the discriminator is trained with per-sample gradients, and no
+BatchNorm mixes a batch's rows.
 """
 
 from __future__ import annotations
@@ -58,21 +61,36 @@ class Discriminator(nn.Module):
         return out[:, 0], out[:, 1:]
 
 
-class TabularGAN(nn.Module):
-    """Conditional tabular GAN (generator + discriminator); `forward` is not used in training."""
+class ConditionalGAN(nn.Module):
+    """What the GAN trainer (client/privacy/gan_trainer.py) needs of a synthesis model:
 
-    def __init__(self, encoder: TableEncoder, num_classes: int) -> None:
+    * `generator(z, cond)`: noise (n, `generator.latent`) and one-hot classes -> samples, in
+      the encoding the site's rows are given to the discriminator in;
+    * `discriminator(samples)` -> (logit of "real" (n,), class logits (n, num_classes));
+    * `num_classes`. `forward` is not used in training."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.generator = Generator(encoder, num_classes)
-        self.discriminator = Discriminator(encoder.dim, num_classes)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.generator(z, cond)
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Encoded rows for the given class labels (noise from `generator`)."""
+        """Encoded samples for the given class labels (noise from `generator`)."""
         z = torch.randn(len(labels), self.generator.latent, generator=generator)
         cond = nn.functional.one_hot(labels, self.num_classes).float()
         return self.generator(z, cond)
+
+
+class TabularGAN(ConditionalGAN):
+    """Conditional tabular GAN: an MLP generator of encoded rows and an AC-GAN MLP discriminator."""
+
+    def __init__(self, encoder: TableEncoder, num_classes: int) -> None:
+        super().__init__(num_classes)
+        self.generator = Generator(encoder, num_classes)
+        self.discriminator = Discriminator(encoder.dim, num_classes)
