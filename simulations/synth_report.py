@@ -52,31 +52,11 @@ def write_quality_report(out_dir: Path, schema: TableSchema, quality: QualityRep
         for s in quality.tstr
     )
     marg_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in quality.marginals.items())
-    per_site = card["privacy"]["per_site"]
-    priv_rows = "".join(
-        f"<tr><td>{html.escape(s)}</td><td>{_fmt(p.get('epsilon'))}</td><td>{_fmt(p.get('delta'))}</td>"
-        f"<td>{_fmt(p.get('budget'))}</td><td>{html.escape(str(p.get('status')))}</td></tr>"
-        for s, p in per_site.items()
-    )
     copied = quality.dcr_synthetic_5th < 0.5 * quality.dcr_test_5th
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>medfed synthetic data report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
-th {{ background: #f0f0f0; }} .warn {{ color: #a00; font-weight: bold; }} img {{ max-width: 100%; }}
-.big {{ font-size: 1.4em; }}
-</style></head><body>
-<h1>Synthetic data report</h1>
+    body = f"""<h1>Synthetic data report</h1>
 <p class="big">{card['rows']} synthetic rows. A classifier trained on them reaches a mean hospital accuracy of
 <b>{_fmt(quality.tstr_mean)}</b> on the hospitals' real test patients (trained on the real rows: {_fmt(quality.trtr_mean)}).</p>
-<h2>What was run</h2>
-<table>
-<tr><th>Source</th><td>{html.escape(str(card['source']['dataset']))}: {html.escape(', '.join(card['source']['sites']))}</td></tr>
-<tr><th>Model</th><td>{html.escape(str(card['model']['name']))}, {card['model']['rounds']} federated rounds</td></tr>
-<tr><th>Privacy</th><td>{html.escape(card['privacy']['mode'])}: {html.escape(card['privacy']['guarantee'])}</td></tr>
-<tr><th>Seed / code</th><td>{card['seed']} / {html.escape(str(card['code_version']))}</td></tr>
-</table>
+{_what_was_run(card)}
 <h2>Utility: train on synthetic, test on real (TSTR) vs train on real (TRTR)</h2>
 <p>Logistic regression; each hospital's own real test split. TRTR pools the hospitals' real training rows
 (what no hospital can do without sharing data): the ceiling.</p>
@@ -94,13 +74,8 @@ the real training rows (0 = identical). Pairwise correlations (label included): 
 never saw, median {_fmt(quality.dcr_test_median)} (5th percentile {_fmt(quality.dcr_test_5th)}).
 {'Synthetic rows sit much closer to training rows than unseen patients do: inspect before sharing.' if copied else
  'Synthetic rows are no closer to the training patients than unseen patients are.'}</p>
-<h2>Privacy spent</h2>
-<table><tr><th>Hospital</th><th>Epsilon</th><th>Delta</th><th>Budget</th><th>Status</th></tr>{priv_rows}</table>
-</body></html>
 """
-    path = out_dir / "quality_report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return _write_page(out_dir, "data", body, card)
 
 
 def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], path: Path,
@@ -132,31 +107,11 @@ def write_image_quality_report(out_dir: Path, quality, card: dict, real_train: t
         f"<tr><td>{html.escape(s)}</td><td>{_fmt(quality.tstr_site_auc[s])}</td><td>{_fmt(quality.trtr_site_auc[s])}</td></tr>"
         for s in quality.tstr_site_auc
     )
-    per_site = card["privacy"]["per_site"]
-    priv_rows = "".join(
-        f"<tr><td>{html.escape(s)}</td><td>{_fmt(p.get('epsilon'))}</td><td>{_fmt(p.get('delta'))}</td>"
-        f"<td>{_fmt(p.get('budget'))}</td><td>{html.escape(str(p.get('status')))}</td></tr>"
-        for s, p in per_site.items()
-    )
     copied = quality.dcr_synthetic_5th < 0.5 * quality.dcr_test_5th
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>medfed synthetic images report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
-th {{ background: #f0f0f0; }} .warn {{ color: #a00; font-weight: bold; }} img {{ max-width: 100%; }}
-.big {{ font-size: 1.4em; }}
-</style></head><body>
-<h1>Synthetic images report</h1>
+    body = f"""<h1>Synthetic images report</h1>
 <p class="big">{card['rows']} synthetic images. A classifier trained on them reaches an AUC of
 <b>{_fmt(quality.tstr_auc)}</b> on the {html.escape(quality.evaluated_on)} (trained on the real images: {_fmt(quality.trtr_auc)}).</p>
-<h2>What was run</h2>
-<table>
-<tr><th>Source</th><td>{html.escape(str(card['source']['dataset']))}: {html.escape(', '.join(card['source']['sites']))}</td></tr>
-<tr><th>Model</th><td>{html.escape(str(card['model']['name']))}, {card['model']['rounds']} federated rounds</td></tr>
-<tr><th>Privacy</th><td>{html.escape(card['privacy']['mode'])}: {html.escape(card['privacy']['guarantee'])}</td></tr>
-<tr><th>Seed / code</th><td>{card['seed']} / {html.escape(str(card['code_version']))}</td></tr>
-</table>
+{_what_was_run(card)}
 <h2>Samples</h2>
 <p>One row per class, in the order generated (not selected). Real training images below, for comparison
 (this page is for the researcher who holds the data; it is not part of the release).</p>
@@ -180,6 +135,37 @@ pixels in [0, 1]): synthetic images median {_fmt(quality.dcr_synthetic_median)} 
 (5th percentile {_fmt(quality.dcr_test_5th)}).
 {'Synthetic images sit much closer to training images than unseen images do: inspect before sharing.' if copied else
  'Synthetic images are no closer to the training images than unseen images are.'}</p>
+"""
+    return _write_page(out_dir, "images", body, card)
+
+
+def _what_was_run(card: dict) -> str:
+    """The data card's provenance as a table: source sites, model, privacy, seed and code."""
+    return f"""<h2>What was run</h2>
+<table>
+<tr><th>Source</th><td>{html.escape(str(card['source']['dataset']))}: {html.escape(', '.join(card['source']['sites']))}</td></tr>
+<tr><th>Model</th><td>{html.escape(str(card['model']['name']))}, {card['model']['rounds']} federated rounds</td></tr>
+<tr><th>Privacy</th><td>{html.escape(card['privacy']['mode'])}: {html.escape(card['privacy']['guarantee'])}</td></tr>
+<tr><th>Seed / code</th><td>{card['seed']} / {html.escape(str(card['code_version']))}</td></tr>
+</table>"""
+
+
+def _write_page(out_dir: Path, kind: str, body: str, card: dict) -> Path:
+    """quality_report.html: the shared page style, `body`, and the privacy spent per hospital."""
+    priv_rows = "".join(
+        f"<tr><td>{html.escape(s)}</td><td>{_fmt(p.get('epsilon'))}</td><td>{_fmt(p.get('delta'))}</td>"
+        f"<td>{_fmt(p.get('budget'))}</td><td>{html.escape(str(p.get('status')))}</td></tr>"
+        for s, p in card["privacy"]["per_site"].items()
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>medfed synthetic {kind} report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
+th {{ background: #f0f0f0; }} .warn {{ color: #a00; font-weight: bold; }} img {{ max-width: 100%; }}
+.big {{ font-size: 1.4em; }}
+</style></head><body>
+{body}
 <h2>Privacy spent</h2>
 <table><tr><th>Hospital</th><th>Epsilon</th><th>Delta</th><th>Budget</th><th>Status</th></tr>{priv_rows}</table>
 </body></html>
