@@ -326,10 +326,8 @@ def test_a_short_private_federation_writes_a_table_medfed_reads(tmp_path, data_d
     """heart-disease, 4 hospitals, epsilon 5, SecAgg+: the synthetic table loads as a hospital
     table, passes `medfed data check`, trains with `medfed simulate --data`, carries a data card,
     beats chance (TSTR AUC > 0.5 on the real test splits), and every site's ledger holds the run."""
-    from typer.testing import CliRunner
 
     from common.datasets.hospital import load_hospital
-    from simulations.cli.main import app
     from simulations.simulate import build_config
     from simulations.synthesize import synthesize
 
@@ -352,13 +350,7 @@ def test_a_short_private_federation_writes_a_table_medfed_reads(tmp_path, data_d
     for path in (out / "synthetic.csv", out / "synthetic.parquet"):
         ds = load_hospital(path, "table")
         assert ds.modality == "tabular" and ds.input_shape == (10,) and ds.num_classes == 2
-    runner = CliRunner()
-    check = runner.invoke(app, ["data", "check", "--path", str(out / "synthetic.csv"), "--format", "table"])
-    assert check.exit_code == 0, check.output
-    sim = runner.invoke(app, ["simulate", "--data", str(out / "synthetic.csv"), "--format", "table", "--sites", "2",
-                              "--rounds", "1", "--no-secagg", "--out", str(tmp_path / "sim")])
-    assert sim.exit_code == 0, sim.output
-    assert (tmp_path / "sim" / "report.html").exists()
+    _medfed_reads_back(out / "synthetic.csv", "table", tmp_path / "sim")
 
 
 @pytest.mark.slow
@@ -388,14 +380,8 @@ def test_a_hospital_table_with_its_own_label_column_synthesises_and_reads_back(t
     synthetic = pd.read_csv(out / "synthetic.csv")
     assert card["label_column"] == "diagnosis" and list(synthetic.columns) == [*HEART_DISEASE.names, "diagnosis"]
     assert set(synthetic["diagnosis"]) == {0, 1} and "label" not in synthetic.columns
-    check = runner.invoke(app, ["data", "check", "--path", str(out / "synthetic.csv"), "--format", "table",
-                                "--label-column", "diagnosis"])
-    assert check.exit_code == 0, check.output
-    sim = runner.invoke(app, ["simulate", "--data", str(out / "synthetic.csv"), "--format", "table",
-                              "--label-column", "diagnosis", "--sites", "2", "--partition", "iid", "--rounds", "1",
-                              "--no-secagg", "--out", str(tmp_path / "sim")])
-    assert sim.exit_code == 0, sim.output
-    assert (tmp_path / "sim" / "report.html").exists()
+    _medfed_reads_back(out / "synthetic.csv", "table", tmp_path / "sim", "--label-column", "diagnosis",
+                       simulate_extra=("--partition", "iid"))
 
 
 def test_the_memorisation_check_flags_copied_rows_and_tstr_sees_a_useless_table():
@@ -428,10 +414,8 @@ def test_a_short_private_image_federation_writes_an_npz_medfed_reads(tmp_path, d
     """PneumoniaMNIST, 4 sites, epsilon 8, SecAgg+, 2 short rounds: synthetic.npz is MedMNIST
     layout, passes `medfed data check`, trains with `medfed simulate --data --format npz`, its
     TSTR AUC on the official test split beats chance, and every site's ledger holds the run."""
-    from typer.testing import CliRunner
 
     from common.datasets.hospital import load_hospital
-    from simulations.cli.main import app
     from simulations.simulate import build_config
     from simulations.synthesize import IMAGE_RECIPE, synthesize
 
@@ -457,10 +441,19 @@ def test_a_short_private_image_federation_writes_an_npz_medfed_reads(tmp_path, d
         assert ledger.entry(scope).spent == pytest.approx(card["privacy"]["per_site"][name]["epsilon"])
     ds = load_hospital(out / "synthetic.npz", "npz")
     assert ds.modality == "image" and tuple(ds.input_shape) == (1, 28, 28) and ds.num_classes == 2
+    _medfed_reads_back(out / "synthetic.npz", "npz", tmp_path / "sim")
+
+
+def _medfed_reads_back(path, fmt: str, sim_out, *column_options: str, simulate_extra: tuple[str, ...] = ()) -> None:
+    """The synthetic file passes `medfed data check` and trains a 1-round `medfed simulate` as it is."""
+    from typer.testing import CliRunner
+
+    from simulations.cli.main import app
+
     runner = CliRunner()
-    check = runner.invoke(app, ["data", "check", "--path", str(out / "synthetic.npz"), "--format", "npz"])
+    check = runner.invoke(app, ["data", "check", "--path", str(path), "--format", fmt, *column_options])
     assert check.exit_code == 0, check.output
-    sim = runner.invoke(app, ["simulate", "--data", str(out / "synthetic.npz"), "--format", "npz", "--sites", "2",
-                              "--rounds", "1", "--no-secagg", "--out", str(tmp_path / "sim")])
+    sim = runner.invoke(app, ["simulate", "--data", str(path), "--format", fmt, *column_options, "--sites", "2",
+                              *simulate_extra, "--rounds", "1", "--no-secagg", "--out", str(sim_out)])
     assert sim.exit_code == 0, sim.output
-    assert (tmp_path / "sim" / "report.html").exists()
+    assert (sim_out / "report.html").exists()
