@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
+import threading
 from pathlib import Path
 
 from client.daemon import supervisor as daemon
@@ -45,3 +48,29 @@ def test_a_refusal_is_news_only_for_a_key_never_activated_here(tmp_path: Path, p
     sup.fingerprint = other.fingerprint  # the site got a new key: its first refusal is news again
     assert not sup.activated_before()
     sink.close()
+
+
+def _serve_once(listener: socket.socket, tls: ssl.SSLContext | None) -> None:
+    conn, _ = listener.accept()
+    with conn:
+        if tls is not None:
+            try:
+                tls.wrap_socket(conn, server_side=True).close()
+            except (OSError, ssl.SSLError):
+                pass
+
+
+def test_an_insecure_site_learns_from_a_handshake_that_the_server_speaks_tls(pki_dir: Path) -> None:
+    """The hint rests on a TLS handshake, not on the wording of Flower's HTTP error."""
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(pki_dir / "server.pem", pki_dir / "server.key")
+    for context, expected in ((tls, True), (None, False)):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            server = threading.Thread(target=_serve_once, args=(listener, context), daemon=True)
+            server.start()
+            assert daemon.server_speaks_tls(f"127.0.0.1:{listener.getsockname()[1]}", timeout=10) is expected
+            server.join(timeout=10)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        closed_port = listener.getsockname()[1]
+    assert daemon.server_speaks_tls(f"127.0.0.1:{closed_port}", timeout=2) is False
+    assert daemon.server_speaks_tls("no-port-here") is False

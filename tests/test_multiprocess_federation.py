@@ -240,7 +240,7 @@ def test_node_without_the_ca_or_in_plaintext_cannot_connect(federation: Federati
     wait_for_log(plain_daemon.log_path, r"starting SuperNode \(attempt 2\)", timeout=300, proc=plain_daemon)
     log = plain_daemon.log_text()
     assert "warning: this hospital connects WITHOUT TLS" in log  # printed at every start
-    assert "the server probably uses TLS" in log and "connected to" not in log
+    assert "the server answers in TLS" in log and "connected to" not in log
     assert plain_daemon.stop(grace=30) == 0  # SIGTERM: clean stop, pid file removed
     assert not (federation.site_state("plain") / "medfed-client.pid").exists()
     assert _online(federation) == federation.registered_ids()

@@ -34,6 +34,7 @@ import json
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from typing import Callable
 from client.daemon.preflight import acquire_pid_file, release_pid_file, validate_data
 from client.daemon.site_config import SiteConfig
 from common.ops import pki
+from common.ops.deploy_toml import split_host_port
 from common.atomic import atomic_write_json
 from common.errors import ConfigError, MedfedError, SecurityError
 from common.ops.supervise import Child, LogSink, StopFlag, flower_bin, flower_env
@@ -131,10 +133,32 @@ def classify_exit(code: int | None, output: str, config: SiteConfig) -> ExitReas
         ))
     if code == 0:
         return ExitReason("the SuperNode stopped by itself (the server shut down or unregistered this node)")
-    hint = ""
-    if config.insecure and "Server disconnected without sending a response" in output:
-        hint = "; the server probably uses TLS, which insecure mode cannot speak"
-    return ExitReason(f"the server is unreachable ({_detail(output) or f'exit code {code}'}){hint}")
+    return ExitReason(f"the server is unreachable ({_detail(output) or f'exit code {code}'})")
+
+
+INSECURE_TO_TLS_HINT = "; the server answers in TLS, which insecure mode cannot speak: remove --insecure / insecure = true"
+
+
+def server_speaks_tls(address: str, timeout: float = 5.0) -> bool:
+    """Does `host:port` complete a TLS handshake? Asked only when an insecure site cannot connect.
+
+    Why a probe and not Flower's message: a plaintext request to a TLS port fails with whatever
+    the HTTP client makes of the reply ("Server disconnected without sending a response", a
+    reset, a timeout on a loaded machine), so the text is no reliable sign. The handshake is.
+    Nothing is verified or sent: the socket closes right after the handshake.
+    """
+    host_port = split_host_port(address)
+    if host_port is None:
+        return False
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(host_port, timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=host_port[0]):
+                return True
+    except (OSError, ssl.SSLError):
+        return False
 
 
 def _detail(output: str) -> str:
@@ -251,6 +275,9 @@ class Supervisor:
             reason = classify_exit(code, child.tail(60), self.config)
             if hung and reason.fatal is None:
                 reason = ExitReason(f"the server is unreachable (connection lost; no answer for {self.config.max_wait_time:g} s)")
+            if (self.config.insecure and reason.fatal is None and not connected.is_set()
+                    and server_speaks_tls(self.config.server)):
+                reason = ExitReason(reason.text + INSECURE_TO_TLS_HINT)
             known_key_refused = reason.refused and self.activated_before() and pacer.refused_for() < REFUSED_LIMIT_S
             if known_key_refused:
                 reason = ExitReason(
