@@ -26,7 +26,7 @@ from flwr.client import NumPyClient
 from client.fault_injection import pause_after_training
 from client.reproducibility import seed_site_work
 from client.site import SiteRun, load_site_data
-from client.training import round_learning_rate
+from client.training import resolve_schedule, round_learning_rate
 from client.privacy.trainers import Trainer, make_trainer
 from common.config import RunConfig
 from common.device import pick_device
@@ -89,7 +89,7 @@ class MedfedClient(NumPyClient):
                 proximal_mu=float(config.get("proximal_mu", 0.0)),
                 global_weights=parameters,
                 learning_rate=round_learning_rate(
-                    self.cfg.training.learning_rate, self.cfg.training.learning_rate_schedule,
+                    self.cfg.training.learning_rate, resolve_schedule(self.cfg.training.learning_rate_schedule, self.site.train.x),
                     int(server_round or 1), self.cfg.federation.num_rounds,
                 ),
             )

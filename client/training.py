@@ -37,6 +37,15 @@ from common.models import unwrap_model
 Progress = Callable[[int, float], None]  # (epoch number from 1, mean loss of that epoch)
 
 
+def resolve_schedule(schedule: str, x: torch.Tensor) -> str:
+    """The schedule `learning-rate-schedule` names for this site's inputs: "auto" is "cosine" for
+    image batches (n, C, H, W) and "constant" for signals, tables and text, as the accuracy
+    benchmark found (docs/BENCHMARKS.md 4a: cosine helps PneumoniaMNIST, hurt heart disease)."""
+    if schedule != "auto":
+        return schedule
+    return "cosine" if x.dim() == 4 else "constant"
+
+
 def round_learning_rate(base: float, schedule: str, server_round: int, num_rounds: int) -> float:
     """The local learning rate of round `server_round` (from 1) of `num_rounds`. "cosine" decays
     it from `base` in round 1 along half a cosine (never to 0: round R gets base * (1 + cos(pi (R-1)/R)) / 2):

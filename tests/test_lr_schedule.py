@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from client.privacy.private_trainer import NonPrivateTrainer
-from client.training import round_learning_rate
+from client.training import resolve_schedule, round_learning_rate
 from common.config import RunConfig
 from common.datasets.contract import Split
 from common.errors import ConfigError
@@ -21,6 +21,14 @@ def test_cosine_decays_from_the_base_rate_and_constant_stays():
     assert rates[-1] < 0.05
     assert round_learning_rate(0.5, "cosine", 5, 1) == 0.5  # a one-round run keeps its rate
     assert {round_learning_rate(0.5, "constant", r, 10) for r in range(1, 11)} == {0.5}
+
+
+def test_auto_decays_for_images_only():
+    assert resolve_schedule("auto", torch.zeros(3, 1, 28, 28)) == "cosine"
+    for x in (torch.zeros(3, 1, 140), torch.zeros(3, 13), torch.zeros(3, 256, dtype=torch.long)):
+        assert resolve_schedule("auto", x) == "constant"
+    assert resolve_schedule("constant", torch.zeros(3, 1, 28, 28)) == "constant"
+    assert resolve_schedule("cosine", torch.zeros(3, 13)) == "cosine"
 
 
 def test_unknown_schedule_is_a_config_error():
