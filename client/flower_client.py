@@ -89,7 +89,7 @@ class MedfedClient(NumPyClient):
                 proximal_mu=float(config.get("proximal_mu", 0.0)),
                 global_weights=parameters,
                 learning_rate=round_learning_rate(
-                    self.cfg.training.learning_rate, resolve_schedule(self.cfg.training.learning_rate_schedule, self.site.train.x),
+                    self.cfg.training.learning_rate, resolve_schedule(self.cfg.training.learning_rate_schedule, self.dataset.modality),
                     int(server_round or 1), self.cfg.federation.num_rounds,
                 ),
             )

@@ -37,13 +37,14 @@ from common.models import unwrap_model
 Progress = Callable[[int, float], None]  # (epoch number from 1, mean loss of that epoch)
 
 
-def resolve_schedule(schedule: str, x: torch.Tensor) -> str:
-    """The schedule `learning-rate-schedule` names for this site's inputs: "auto" is "cosine" for
-    image batches (n, C, H, W) and "constant" for signals, tables and text, as the accuracy
-    benchmark found (docs/BENCHMARKS.md 4a: cosine helps PneumoniaMNIST, hurt heart disease)."""
+def resolve_schedule(schedule: str, modality: str) -> str:
+    """The schedule `learning-rate-schedule` names for the dataset's modality, decided like
+    `resolve_model_name`: "auto" is "cosine" for images and "constant" for signals, tables and
+    text, as the accuracy benchmark found (docs/BENCHMARKS.md 4a: cosine helps PneumoniaMNIST,
+    hurt heart disease)."""
     if schedule != "auto":
         return schedule
-    return "cosine" if x.dim() == 4 else "constant"
+    return "cosine" if modality == "image" else "constant"
 
 
 def round_learning_rate(base: float, schedule: str, server_round: int, num_rounds: int) -> float:
