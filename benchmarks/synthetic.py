@@ -46,6 +46,14 @@ FEDAVG = {"dataset": "heart-disease", "partition": "natural", "strategy": "fedav
           "epsilon": EPSILON}
 
 
+def _table_scores(q) -> dict:
+    """TSTR (mean over hospitals and per hospital), mean TSTR AUC and mean marginal distance of a
+    table's quality report: what every table variant reports."""
+    return {"tstr": q.tstr_mean, "tstr_site": q.tstr,
+            "tstr_auc": statistics.fmean(v for v in q.tstr_auc.values() if v is not None),
+            "marginal_mean": statistics.fmean(q.marginals.values())}
+
+
 def medfed_synth(seed: int, work: Path) -> dict:
     from simulations.simulate import build_config
     from simulations.synthesize import synthesize
@@ -54,9 +62,7 @@ def medfed_synth(seed: int, work: Path) -> dict:
     result = synthesize(build_config(SYNTH | {"seed": seed, "out-dir": str(work / f"synth-{seed}")}))
     q = result.quality
     eps = [p["epsilon"] for p in result.card["privacy"]["per_site"].values()]
-    return {"tstr": q.tstr_mean, "trtr": q.trtr_mean, "tstr_site": q.tstr,
-            "tstr_auc": statistics.fmean(v for v in q.tstr_auc.values() if v is not None),
-            "marginal_mean": statistics.fmean(q.marginals.values()), "corr_mean_diff": q.correlation_mean_diff,
+    return {**_table_scores(q), "trtr": q.trtr_mean, "corr_mean_diff": q.correlation_mean_diff,
             "dcr_synthetic_median": q.dcr_synthetic_median, "dcr_test_median": q.dcr_test_median,
             "epsilon_max": max(eps), "seconds": round(time.monotonic() - started, 1)}
 
@@ -79,7 +85,6 @@ def medfed_synth_pneumonia(seed: int, work: Path) -> dict:
 
 def pooled_synth(seed: int, work: Path) -> dict:
     """The same GAN and DP-SGD on one pooled dataset (no federation), in this process."""
-    import numpy as np
     import torch
 
     from client.privacy.trainers import make_trainer
@@ -104,10 +109,7 @@ def pooled_synth(seed: int, work: Path) -> dict:
     x, y = generate_rows(gan, enc, cfg.synthesis.rows, ds.num_classes, seed)
     train, test = raw_splits(ds)
     q = assess(enc.schema, (x, y), train, test, seed=seed)
-    return {"tstr": q.tstr_mean, "tstr_site": q.tstr,
-            "tstr_auc": float(np.mean([v for v in q.tstr_auc.values() if v is not None])),
-            "marginal_mean": statistics.fmean(q.marginals.values()), "epsilon_max": result.epsilon,
-            "seconds": round(time.monotonic() - started, 1)}
+    return {**_table_scores(q), "epsilon_max": result.epsilon, "seconds": round(time.monotonic() - started, 1)}
 
 
 def privbayes_pooled(seed: int, work: Path) -> dict:
@@ -165,9 +167,7 @@ def privbayes_pooled(seed: int, work: Path) -> dict:
     xs = synthetic[names].to_numpy(dtype=np.float64)
     ys = synthetic["label"].to_numpy().astype(np.int64)
     q = assess(schema, (xs, ys), train, test, seed=seed)
-    return {"tstr": q.tstr_mean, "tstr_site": q.tstr,
-            "tstr_auc": float(np.mean([v for v in q.tstr_auc.values() if v is not None])),
-            "marginal_mean": statistics.fmean(q.marginals.values()), "epsilon_max": EPSILON,
+    return {**_table_scores(q), "epsilon_max": EPSILON,
             "library": "DataSynthesizer 0.1.13 (PrivBayes, k=2)", "seconds": round(time.monotonic() - started, 1)}
 
 
