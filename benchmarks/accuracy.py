@@ -14,7 +14,7 @@ Cells (all other settings are medfed's defaults: 10 rounds, 2 local epochs, batc
     4 hospitals IID; metric: accuracy of the final global model on the held-out test beats;
     reference (full UCR split, centralised, no privacy) FCN 0.94, ResNet 0.93.
   * text-{eps8,eps3,nodp}: Medical Abstracts (our 70/10/20 split of the 2,888 abstracts), the 3
-    natural-looking hospitals, model=auto (text-bag); metric: accuracy, macro-F1 and macro
+    natural-looking hospitals, model=auto (text-linear); metric: accuracy, macro-F1 and macro
     one-vs-rest AUC of the final global model on the held-out test abstracts; reference measured
     in this script on the same split and seed: TF-IDF (1-2 grams) + logistic regression (C=10),
     centralised and non-private (`text_reference`).

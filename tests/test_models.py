@@ -54,7 +54,7 @@ def test_default_cnn_is_small_and_gru_shortens_long_signals():
 
 
 def test_defaults_by_modality_and_bad_requests():
-    assert [default_model_for(m) for m in ("image", "signal", "tabular", "text")] == ["cnn", "gru", "mlp", "text-bag"]
+    assert [default_model_for(m) for m in ("image", "signal", "tabular", "text")] == ["cnn", "gru", "mlp", "text-linear"]
     with pytest.raises(ConfigError, match="hash buckets"):
         build_model("text-bag", (64,), 2)  # a text model is told its tokeniser's buckets
     with pytest.raises(ConfigError, match="modality"):
